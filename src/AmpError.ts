@@ -1,0 +1,300 @@
+/**
+ * Every error effect-amp can produce, as tagged errors carrying the facts.
+ *
+ * Names follow Twisted's `twisted.protocols.amp` where Twisted has one, so a
+ * reader of either code base can find the other's counterpart.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+
+const show = (key: string): string => JSON.stringify(key)
+
+// ---------------------------------------------------------------------------
+// Codec
+// ---------------------------------------------------------------------------
+
+/**
+ * A key or value outside the lengths AMP can carry: keys are 1..255 bytes,
+ * values 0..65535 bytes. `isLocal` is true when we refused to send it, false
+ * when a peer sent it.
+ */
+export class TooLong extends Data.TaggedError("TooLong")<{
+  readonly isKey: boolean
+  readonly isLocal: boolean
+  /** The offending key (for a value, the key it belongs to). */
+  readonly key: string
+  readonly length: number
+}> {
+  override get message(): string {
+    if (this.isKey && this.length === 0) {
+      return "an AMP key cannot be empty: the empty key marks the end of a box"
+    }
+    const what = this.isKey ? `key ${show(this.key.slice(0, 40))}` : `value of key ${show(this.key)}`
+    const limit = this.isKey ? 255 : 65535
+    return `${this.isLocal ? "cannot send" : "peer sent"} ${what}: ${this.length} bytes, the limit is ${limit}`
+  }
+}
+
+/** A key that is not a byte string (a character above U+00FF). See `AmpBox.keyFromUtf8`. */
+export class InvalidKey extends Data.TaggedError("InvalidKey")<{
+  readonly key: string
+}> {
+  override get message(): string {
+    return `key ${show(this.key)} is not a byte string (characters above U+00FF); spell it with AmpBox.keyFromUtf8`
+  }
+}
+
+/**
+ * A key length prefix over 255. Twisted drops the connection at this point;
+ * so do we, after delivering every box before it.
+ */
+export class LengthLimitExceeded extends Data.TaggedError("LengthLimitExceeded")<{
+  /** The length the prefix announced. */
+  readonly length: number
+  /** Byte offset of the prefix in the stream. */
+  readonly offset: number
+}> {
+  override get message(): string {
+    return `key length prefix ${this.length} at byte ${this.offset} exceeds the AMP key limit of 255 bytes`
+  }
+}
+
+/** The byte stream ended inside a box. */
+export class IncompleteBox extends Data.TaggedError("IncompleteBox")<{
+  /** Byte offset where the unfinished box started. */
+  readonly boxOffset: number
+  /** Byte offset where the stream ended. */
+  readonly endOffset: number
+  /** What the decoder was waiting for. */
+  readonly expecting: "key length" | "key" | "value length" | "value"
+}> {
+  override get message(): string {
+    return `stream ended at byte ${this.endOffset} inside the box that starts at byte ${this.boxOffset} (expecting ${this.expecting})`
+  }
+}
+
+/** A peer's box over the configured size or key-count limit. */
+export class BoxTooLarge extends Data.TaggedError("BoxTooLarge")<{
+  readonly limit: "bytes" | "keys"
+  readonly max: number
+  /** Byte offset where the box started. */
+  readonly boxOffset: number
+}> {
+  override get message(): string {
+    return this.limit === "bytes"
+      ? `box starting at byte ${this.boxOffset} is larger than the limit of ${this.max} bytes`
+      : `box starting at byte ${this.boxOffset} has more than the limit of ${this.max} keys`
+  }
+}
+
+/** Anything the decoder can refuse. */
+export type DecodeError = LengthLimitExceeded | IncompleteBox | BoxTooLarge
+
+/** Anything the encoder can refuse. */
+export type EncodeError = TooLong | InvalidKey
+
+// ---------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------
+
+/** The connection ended. `reason` says how; `cause` holds the underlying error, if any. */
+export class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
+  readonly reason: "closed" | "closed by us" | "reset" | "error"
+  readonly detail?: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    const base = this.reason === "closed"
+      ? "connection closed by the peer"
+      : this.reason === "closed by us"
+      ? "connection closed locally"
+      : this.reason === "reset"
+      ? "connection reset"
+      : "connection failed"
+    return this.detail ? `${base}: ${this.detail}` : base
+  }
+}
+
+/** The connection switched to another protocol: AMP boxes can no longer be sent. */
+export class ProtocolSwitched extends Data.TaggedError("ProtocolSwitched")<{
+  readonly detail?: string
+}> {
+  override get message(): string {
+    return this.detail ?? "this connection has switched protocols: no AMP traffic allowed"
+  }
+}
+
+/** A connection could not be made. */
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly address: string
+  readonly reason: "refused" | "unreachable" | "timeout" | "not found" | "tls" | "other"
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    const c = this.cause instanceof Error ? `: ${this.cause.message}` : ""
+    return `cannot connect to ${this.address} (${this.reason})${c}`
+  }
+}
+
+/** A listener could not be opened. */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    const c = this.cause instanceof Error ? `: ${this.cause.message}` : ""
+    return `cannot listen on ${this.address}${c}`
+  }
+}
+
+/** An operation the transport cannot do (for example StartTLS on a pipe). */
+export class TransportUnsupported extends Data.TaggedError("TransportUnsupported")<{
+  readonly operation: string
+  readonly transport: string
+}> {
+  override get message(): string {
+    return `${this.operation} is not supported by the ${this.transport} transport`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/** StartTLS on a connection that already runs TLS. */
+export class OnlyOneTLS extends Data.TaggedError("OnlyOneTLS")<{
+  readonly detail?: string
+}> {
+  override get message(): string {
+    return this.detail ?? "this connection already runs TLS: StartTLS can happen only once"
+  }
+}
+
+/** The peer refused our certificate during the TLS handshake. */
+export class PeerVerifyError extends Data.TaggedError("PeerVerifyError")<{
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `the peer rejected our certificate: ${this.detail}`
+  }
+}
+
+/** The TLS handshake failed (our verification of the peer, protocol errors, a cut-off handshake). */
+export class TlsError extends Data.TaggedError("TlsError")<{
+  readonly detail: string
+  readonly code?: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `TLS failed: ${this.detail}${this.code ? ` (${this.code})` : ""}`
+  }
+}
+
+/** Why a connection ended, as seen by calls that were outstanding. */
+export type ConnectionEnded =
+  | ConnectionLost
+  | LengthLimitExceeded
+  | IncompleteBox
+  | BoxTooLarge
+  | PeerVerifyError
+  | TlsError
+  | NoEmptyBoxes
+
+// ---------------------------------------------------------------------------
+// Request / response
+// ---------------------------------------------------------------------------
+
+/** A box that is neither a command, an answer nor an error. Ends the connection, as in Twisted. */
+export class NoEmptyBoxes extends Data.TaggedError("NoEmptyBoxes")<{
+  readonly keys: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return `received a box that is neither a command, an answer nor an error (keys: ${this.keys.map(show).join(", ") || "none"})`
+  }
+}
+
+/** Arguments that do not match a command's signature, refused before anything is sent. */
+export class InvalidSignature extends Data.TaggedError("InvalidSignature")<{
+  readonly command: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `invalid arguments for ${this.command}: ${this.detail}`
+  }
+}
+
+/** A box from the peer that does not fit the command's declared response or arguments. */
+export class MalformedAmpBox extends Data.TaggedError("MalformedAmpBox")<{
+  readonly command: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `malformed box for ${this.command}: ${this.detail}`
+  }
+}
+
+/** Our responder returned something that cannot be encoded; the peer gets `UNKNOWN`. */
+export class BadLocalReturn extends Data.TaggedError("BadLocalReturn")<{
+  readonly command: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `responder for ${this.command} returned a value that cannot be encoded: ${this.detail}`
+  }
+}
+
+/** The peer answered with an error code that the command does not map to a typed error. */
+export class RemoteAmpError extends Data.TaggedError("RemoteAmpError")<{
+  readonly command: string
+  readonly errorCode: string
+  readonly description: string
+}> {
+  override get message(): string {
+    return `${this.command} failed remotely: ${this.errorCode}: ${this.description}`
+  }
+}
+
+/** The peer failed in a way it did not describe (`UNKNOWN`); Twisted closes the connection after it. */
+export class UnknownRemoteError extends Data.TaggedError("UnknownRemoteError")<{
+  readonly command: string
+  readonly description: string
+}> {
+  override get message(): string {
+    return `${this.command} failed remotely with an unknown error: ${this.description}`
+  }
+}
+
+/** The peer has no responder for the command (`UNHANDLED`). */
+export class UnhandledCommand extends Data.TaggedError("UnhandledCommand")<{
+  readonly command: string
+  readonly description: string
+}> {
+  override get message(): string {
+    return `the peer does not handle ${this.command}: ${this.description}`
+  }
+}
+
+/** A call that did not complete within its timeout. Its tag is forgotten; a late answer is dropped. */
+export class CallTimeout extends Data.TaggedError("CallTimeout")<{
+  readonly command: string
+  readonly millis: number
+}> {
+  override get message(): string {
+    return `${this.command} got no answer within ${this.millis} ms`
+  }
+}
+
+/** Too many calls waiting for answers on one connection. */
+export class TooManyOutstandingCalls extends Data.TaggedError("TooManyOutstandingCalls")<{
+  readonly limit: number
+}> {
+  override get message(): string {
+    return `more than ${this.limit} calls are waiting for answers on this connection`
+  }
+}
+
+/** The wire codes AMP reserves. */
+export const UNKNOWN_ERROR_CODE = "UNKNOWN"
+export const UNHANDLED_ERROR_CODE = "UNHANDLED"
