@@ -1,0 +1,535 @@
+/**
+ * Boxes to bytes and back.
+ *
+ * Wire format (Twisted's `BinaryBoxProtocol`): a box is a run of key/value
+ * pairs, each a 2-byte big-endian length and that many bytes, closed by a
+ * zero key length (`00 00`). Keys are 1..255 bytes, values 0..65535.
+ *
+ * The decoder is a plain incremental state machine, usable without the
+ * Effect runtime: push chunks of any size, pull boxes. It walks each chunk
+ * with an offset, hands out values as views into the chunk, and copies only a
+ * field that straddles two chunks. {@link decode} wraps it as a `Channel` for
+ * `Stream`s.
+ *
+ * @since 0.1.0
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import type { PlatformError } from "@effect/platform/Error"
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { AmpBox, unsafeFromMap } from "./AmpBox.js"
+import {
+  BoxTooLarge,
+  type DecodeError,
+  type EncodeError,
+  IncompleteBox,
+  InvalidKey,
+  LengthLimitExceeded,
+  TooLong
+} from "./AmpError.js"
+
+/** The longest key AMP allows, in bytes. */
+export const MAX_KEY_LENGTH = 255
+/** The longest value AMP allows, in bytes. */
+export const MAX_VALUE_LENGTH = 65535
+
+/**
+ * Limits a peer cannot push us past. Twisted has none; ours are generous:
+ * a 16 MiB box holds a 16 MiB `BigString` in 257 keys.
+ */
+export interface DecoderLimits {
+  /** Largest encoded box accepted, in bytes. Default 16 MiB. */
+  readonly maxBoxBytes?: number
+  /** Most keys in one box. Default 4096. */
+  readonly maxKeys?: number
+}
+
+/** The defaults of {@link DecoderLimits}. */
+export const defaultLimits: Required<DecoderLimits> = { maxBoxBytes: 16 * 1024 * 1024, maxKeys: 4096 }
+
+const EMPTY = new Uint8Array(0)
+
+const enum State {
+  KeyLength,
+  Key,
+  ValueLength,
+  Value
+}
+
+const expecting = ["key length", "key", "value length", "value"] as const
+
+const allocUnsafe: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
+  ? (n) => globalThis.Buffer.allocUnsafe(n)
+  : (n) => new Uint8Array(n)
+
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 0) return EMPTY
+  if (parts.length === 1) return parts[0]!
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = allocUnsafe(n)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/**
+ * Reads a key as a byte string. The same few keys (`_command`, `_ask`, the
+ * argument names) arrive in every box, so short keys go through a small cache
+ * indexed by length and first and last byte: a hit costs a byte comparison
+ * instead of building a string.
+ */
+const keyCache: Array<string | undefined> = new Array(1 << 12)
+const readKey = (buf: Uint8Array, start: number, end: number): string => {
+  const n = end - start
+  if (n > 24) return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as Array<number>)
+  const slot = ((n << 8) ^ (buf[start]! << 3) ^ buf[end - 1]!) & 0xfff
+  const hit = keyCache[slot]
+  if (hit !== undefined && hit.length === n) {
+    let i = 0
+    while (i < n && hit.charCodeAt(i) === buf[start + i]) i++
+    if (i === n) return hit
+  }
+  let s = ""
+  for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!)
+  keyCache[slot] = s
+  return s
+}
+
+/**
+ * Incremental AMP decoder.
+ *
+ * ```ts
+ * const decoder = new BoxDecoder()
+ * decoder.push(chunk)
+ * for (let box = decoder.next(); box; box = decoder.next()) handle(box)
+ * ```
+ *
+ * `next` throws a {@link DecodeError} when the stream is bad; every box before
+ * the bad bytes has been returned by then. After an error the decoder stays
+ * failed.
+ *
+ * @since 0.1.0
+ */
+export class BoxDecoder {
+  private readonly maxBoxBytes: number
+  private readonly maxKeys: number
+
+  /** Current chunk and our position in it. */
+  private buf: Uint8Array = EMPTY
+  private pos = 0
+  /** Stream offset of `buf[0]`. */
+  private base = 0
+  /** Chunks pushed while `buf` still had bytes. */
+  private readonly queue: Array<Uint8Array> = []
+
+  private state = State.KeyLength
+  /** The box under construction; `undefined` between boxes. */
+  private map: Map<string, Uint8Array> | undefined = undefined
+  /** Stream offset where the current box started. */
+  private boxStart = 0
+  /** Where the current box starts in `buf` (0 when it started in an earlier chunk). */
+  private boxPos = 0
+  /** Earlier chunks' raw bytes of the current box, kept (by reference) for `takeLeftover`. */
+  private spanned: Array<Uint8Array> = []
+  private key = ""
+  private fieldLength = 0
+  /** First byte of a length prefix split across chunks, or -1. */
+  private prefixHigh = -1
+  /** A field that straddles chunks is gathered here. */
+  private part: Uint8Array | undefined = undefined
+  private partFill = 0
+  private failure: DecodeError | undefined = undefined
+
+  constructor(limits?: DecoderLimits) {
+    this.maxBoxBytes = limits?.maxBoxBytes ?? defaultLimits.maxBoxBytes
+    this.maxKeys = limits?.maxKeys ?? defaultLimits.maxKeys
+  }
+
+  /** Stream offset of the next byte the decoder will read. */
+  get offset(): number {
+    return this.base + this.pos
+  }
+
+  /** Whether the decoder is inside a box (some of its bytes read, not all). */
+  get midBox(): boolean {
+    return this.map !== undefined
+  }
+
+  /** Bytes pushed and not yet consumed by a complete box. */
+  get buffered(): number {
+    let n = this.buf.length - (this.map === undefined ? this.pos : this.boxPos)
+    for (const c of this.spanned) n += c.length
+    for (const c of this.queue) n += c.length
+    return n
+  }
+
+  /** Appends bytes to decode. Zero-copy: the decoder keeps a reference. */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return
+    if (this.pos >= this.buf.length && this.queue.length === 0) this.advance(chunk)
+    else this.queue.push(chunk)
+  }
+
+  /** Moves on to `chunk`, keeping the current box's raw bytes for `takeLeftover`. */
+  private advance(chunk: Uint8Array): void {
+    if (this.map !== undefined && this.boxPos < this.buf.length) this.spanned.push(this.buf.subarray(this.boxPos))
+    this.base += this.buf.length
+    this.buf = chunk
+    this.pos = 0
+    this.boxPos = 0
+  }
+
+  /** The next complete box, or `undefined` when more bytes are needed. */
+  next(): AmpBox | undefined {
+    if (this.failure !== undefined) throw this.failure
+    for (;;) {
+      if (this.pos >= this.buf.length) {
+        const chunk = this.queue.shift()
+        if (chunk === undefined) return undefined
+        this.advance(chunk)
+      }
+      const box = this.run()
+      if (box !== undefined) return box
+    }
+  }
+
+  /** Walks `buf` from `pos`; returns a box as soon as one completes. */
+  private run(): AmpBox | undefined {
+    const buf = this.buf
+    const len = buf.length
+    let pos = this.pos
+    while (pos < len) {
+      switch (this.state) {
+        case State.KeyLength: {
+          if (this.map === undefined) {
+            this.map = new Map()
+            this.boxStart = this.base + pos
+            this.boxPos = pos
+          }
+          let n: number
+          if (this.prefixHigh >= 0) {
+            n = (this.prefixHigh << 8) | buf[pos]!
+            this.prefixHigh = -1
+            pos += 1
+          } else if (pos + 1 < len) {
+            n = (buf[pos]! << 8) | buf[pos + 1]!
+            pos += 2
+          } else {
+            this.prefixHigh = buf[pos]!
+            pos += 1
+            continue
+          }
+          if (n === 0) {
+            const box = unsafeFromMap(this.map)
+            this.map = undefined
+            this.spanned = []
+            this.pos = pos
+            return box
+          }
+          if (n > MAX_KEY_LENGTH) {
+            this.pos = pos
+            return this.fail(new LengthLimitExceeded({ length: n, offset: this.base + pos - 2 }))
+          }
+          if (this.map.size >= this.maxKeys) {
+            this.pos = pos
+            return this.fail(new BoxTooLarge({ limit: "keys", max: this.maxKeys, boxOffset: this.boxStart }))
+          }
+          this.fieldLength = n
+          this.state = State.Key
+          break
+        }
+        case State.Key: {
+          const n = this.fieldLength
+          if (this.part === undefined && pos + n <= len) {
+            this.key = readKey(buf, pos, pos + n)
+            pos += n
+          } else {
+            pos = this.gather(buf, pos)
+            if (this.part !== undefined) continue
+            this.key = readKey(this.lastPart!, 0, n)
+          }
+          this.state = State.ValueLength
+          break
+        }
+        case State.ValueLength: {
+          let n: number
+          if (this.prefixHigh >= 0) {
+            n = (this.prefixHigh << 8) | buf[pos]!
+            this.prefixHigh = -1
+            pos += 1
+          } else if (pos + 1 < len) {
+            n = (buf[pos]! << 8) | buf[pos + 1]!
+            pos += 2
+          } else {
+            this.prefixHigh = buf[pos]!
+            pos += 1
+            continue
+          }
+          // The box so far, this value, and the closing 00 00 must fit.
+          if (this.base + pos + n + 2 - this.boxStart > this.maxBoxBytes) {
+            this.pos = pos
+            return this.fail(new BoxTooLarge({ limit: "bytes", max: this.maxBoxBytes, boxOffset: this.boxStart }))
+          }
+          this.fieldLength = n
+          this.state = State.Value
+          if (n === 0) {
+            this.map!.set(this.key, EMPTY)
+            this.state = State.KeyLength
+          }
+          break
+        }
+        case State.Value: {
+          const n = this.fieldLength
+          let value: Uint8Array
+          if (this.part === undefined && pos + n <= len) {
+            // A plain view: `Buffer#subarray` goes through species lookup and costs 3x more.
+            value = new Uint8Array(buf.buffer, buf.byteOffset + pos, n)
+            pos += n
+          } else {
+            pos = this.gather(buf, pos)
+            if (this.part !== undefined) continue
+            value = this.lastPart!
+          }
+          this.map!.set(this.key, value)
+          this.state = State.KeyLength
+          break
+        }
+      }
+    }
+    this.pos = pos
+    return undefined
+  }
+
+  /** The field completed by the last `gather`. */
+  private lastPart: Uint8Array | undefined = undefined
+
+  /** Copies what `buf` holds of a straddling field; clears `part` once the field is whole. */
+  private gather(buf: Uint8Array, pos: number): number {
+    const n = this.fieldLength
+    if (this.part === undefined) {
+      this.part = new Uint8Array(n)
+      this.partFill = 0
+    }
+    const take = Math.min(n - this.partFill, buf.length - pos)
+    this.part.set(buf.subarray(pos, pos + take), this.partFill)
+    this.partFill += take
+    if (this.partFill === n) {
+      this.lastPart = this.part
+      this.part = undefined
+    }
+    return pos + take
+  }
+
+  private fail(error: DecodeError): never {
+    this.failure = error
+    throw error
+  }
+
+  /**
+   * Every byte pushed but not part of a complete box: the unfinished box's
+   * bytes from its start, then everything after. Resets the decoder to the
+   * start of a box with nothing buffered.
+   */
+  takeLeftover(): Uint8Array {
+    const boundary = this.map !== undefined ? this.boxStart : this.base + this.pos
+    const parts = [...this.spanned]
+    const from = this.map !== undefined ? this.boxPos : this.pos
+    if (from < this.buf.length) parts.push(this.buf.subarray(from))
+    parts.push(...this.queue)
+    const leftover = concat(parts)
+    // Offsets go on counting from the boundary: the bytes handed back were never consumed.
+    this.base = boundary
+    this.buf = EMPTY
+    this.pos = 0
+    this.boxPos = 0
+    this.queue.length = 0
+    this.spanned = []
+    this.map = undefined
+    this.state = State.KeyLength
+    this.prefixHigh = -1
+    this.part = undefined
+    this.lastPart = undefined
+    return leftover
+  }
+
+  /** Declares the end of the stream: throws {@link IncompleteBox} when it ends inside a box. */
+  end(): void {
+    if (this.failure !== undefined) throw this.failure
+    if (this.pos < this.buf.length || this.queue.length > 0) {
+      // Bytes not yet walked: walk them; a complete box here is a caller bug, say so loudly.
+      if (this.next() !== undefined) throw new Error("BoxDecoder.end called with undelivered boxes")
+    }
+    if (this.map !== undefined) {
+      this.fail(
+        new IncompleteBox({
+          boxOffset: this.boxStart,
+          endOffset: this.base + this.pos,
+          expecting: expecting[this.state]
+        })
+      )
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------
+
+/** Encoded size of `box`, validating it on the way. Throws {@link EncodeError}. */
+export const encodedLength = (box: AmpBox): number => {
+  let n = 2
+  for (const [k, v] of box) {
+    if (k.length === 0 || k.length > MAX_KEY_LENGTH) {
+      throw new TooLong({ isKey: true, isLocal: true, key: k, length: k.length })
+    }
+    if (v.length > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: v.length })
+    n += 4 + k.length + v.length
+  }
+  return n
+}
+
+/** Writes `box` at `at` in `out` (sized by {@link encodedLength}); returns the end offset. */
+const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
+  for (const [k, v] of box) {
+    const kl = k.length
+    out[at] = 0
+    out[at + 1] = kl
+    at += 2
+    for (let i = 0; i < kl; i++) {
+      const c = k.charCodeAt(i)
+      if (c > 0xff) throw new InvalidKey({ key: k })
+      out[at++] = c
+    }
+    const vl = v.length
+    out[at] = vl >>> 8
+    out[at + 1] = vl & 0xff
+    at += 2
+    if (vl < 16) for (let i = 0; i < vl; i++) out[at + i] = v[i]!
+    else out.set(v, at)
+    at += vl
+  }
+  out[at] = 0
+  out[at + 1] = 0
+  return at + 2
+}
+
+/** The wire bytes of one box, in one buffer. Throws {@link EncodeError}. */
+export const encodeBox = (box: AmpBox): Uint8Array => {
+  const out = allocUnsafe(encodedLength(box))
+  writeBox(box, out, 0)
+  return out
+}
+
+/** The wire bytes of several boxes, back to back, in one buffer. Throws {@link EncodeError}. */
+export const encodeBoxes = (boxes: Iterable<AmpBox>): Uint8Array => {
+  const list = Array.isArray(boxes) ? (boxes as ReadonlyArray<AmpBox>) : [...boxes]
+  let n = 0
+  for (const b of list) n += encodedLength(b)
+  const out = allocUnsafe(n)
+  let at = 0
+  for (const b of list) at = writeBox(b, out, at)
+  return out
+}
+
+/** {@link encodeBox} as an Effect with a typed error. */
+export const encode = (box: AmpBox): Effect.Effect<Uint8Array, EncodeError> =>
+  Effect.try({ try: () => encodeBox(box), catch: (e) => e as EncodeError })
+
+// ---------------------------------------------------------------------------
+// Whole inputs and Streams
+// ---------------------------------------------------------------------------
+
+/**
+ * Every box in `bytes` (Twisted's `parseString`). Throws {@link DecodeError};
+ * a trailing partial box is an {@link IncompleteBox}.
+ */
+export const parse = (bytes: Uint8Array, limits?: DecoderLimits): Array<AmpBox> => {
+  const d = new BoxDecoder(limits)
+  d.push(bytes)
+  const out: Array<AmpBox> = []
+  for (let b = d.next(); b !== undefined; b = d.next()) out.push(b)
+  d.end()
+  return out
+}
+
+/** {@link parse} as an Effect with a typed error. */
+export const parseEffect = (bytes: Uint8Array, limits?: DecoderLimits): Effect.Effect<Array<AmpBox>, DecodeError> =>
+  Effect.try({ try: () => parse(bytes, limits), catch: (e) => e as DecodeError })
+
+/** Every box in a file (Twisted's `parse`), read through `@effect/platform`'s `FileSystem`. */
+export const parseFile = (
+  path: string,
+  limits?: DecoderLimits
+): Effect.Effect<Array<AmpBox>, DecodeError | PlatformError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    fs.stream(path).pipe(decode(limits), Stream.runCollect, Effect.map(Chunk.toArray)))
+
+const isDecodeError = (e: unknown): e is DecodeError =>
+  e instanceof LengthLimitExceeded || e instanceof IncompleteBox || e instanceof BoxTooLarge
+
+/**
+ * The decoder as a `Channel`: chunks of bytes in, boxes out. Boxes before a bad
+ * byte are emitted before the failure.
+ */
+export const decodeChannel = <E>(
+  limits?: DecoderLimits
+): Channel.Channel<Chunk.Chunk<AmpBox>, Chunk.Chunk<Uint8Array>, E | DecodeError, E, void, unknown> =>
+  Channel.suspend(() => {
+    const decoder = new BoxDecoder(limits)
+    const loop: Channel.Channel<Chunk.Chunk<AmpBox>, Chunk.Chunk<Uint8Array>, E | DecodeError, E, void, unknown> =
+      Channel.readWithCause({
+        onInput: (input: Chunk.Chunk<Uint8Array>) => {
+          const out: Array<AmpBox> = []
+          let error: DecodeError | undefined
+          try {
+            for (const bytes of input) {
+              decoder.push(bytes)
+              for (let b = decoder.next(); b !== undefined; b = decoder.next()) out.push(b)
+            }
+          } catch (e) {
+            if (!isDecodeError(e)) throw e
+            error = e
+          }
+          const emit = out.length > 0 ? Channel.write(Chunk.unsafeFromArray(out)) : Channel.void
+          return error === undefined ? Channel.zipRight(emit, loop) : Channel.zipRight(emit, Channel.fail(error))
+        },
+        onFailure: (cause) => Channel.failCause(cause),
+        onDone: () => {
+          try {
+            decoder.end()
+          } catch (e) {
+            if (isDecodeError(e)) return Channel.fail(e)
+            throw e
+          }
+          return Channel.void
+        }
+      })
+    return loop
+  })
+
+/**
+ * Decodes a byte `Stream` into a box `Stream`.
+ *
+ * @example
+ * socketBytes.pipe(BoxCodec.decode(), Stream.runForEach(handle))
+ */
+export const decode = (limits?: DecoderLimits) =>
+<E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<AmpBox, E | DecodeError, R> =>
+  Stream.pipeThroughChannelOrFail(self, decodeChannel<E>(limits))
+
+/** Encodes a box `Stream` into a byte `Stream`, one buffer per chunk of boxes. */
+export const encodeStream = <E, R>(self: Stream.Stream<AmpBox, E, R>): Stream.Stream<Uint8Array, E | EncodeError, R> =>
+  Stream.mapChunksEffect(self, (boxes) =>
+    Effect.try({
+      try: () => Chunk.of(encodeBoxes(boxes)),
+      catch: (e) => e as EncodeError
+    }))
+
+/** Re-exported so `BoxCodec` users need not import `AmpBox` for the type. */
+export type { AmpBox }
