@@ -389,23 +389,20 @@ export const encodedLength = (box: AmpBox): number => {
       throw new TooLong({ isKey: true, isLocal: true, key: k, length: k.length })
     }
     if (v.length > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: v.length })
+    for (let i = 0; i < k.length; i++) if (k.charCodeAt(i) > 0xff) throw new InvalidKey({ key: k })
     n += 4 + k.length + v.length
   }
   return n
 }
 
-/** Writes `box` at `at` in `out` (sized by {@link encodedLength}); returns the end offset. */
+/** Writes `box`, already validated by {@link encodedLength}, at `at` in `out`; returns the end offset. */
 const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
   for (const [k, v] of box) {
     const kl = k.length
     out[at] = 0
     out[at + 1] = kl
     at += 2
-    for (let i = 0; i < kl; i++) {
-      const c = k.charCodeAt(i)
-      if (c > 0xff) throw new InvalidKey({ key: k })
-      out[at++] = c
-    }
+    for (let i = 0; i < kl; i++) out[at++] = k.charCodeAt(i)
     const vl = v.length
     out[at] = vl >>> 8
     out[at + 1] = vl & 0xff
@@ -434,6 +431,18 @@ export const encodeBoxes = (boxes: Iterable<AmpBox>): Uint8Array => {
   const out = allocUnsafe(n)
   let at = 0
   for (const b of list) at = writeBox(b, out, at)
+  return out
+}
+
+/**
+ * Boxes already validated by {@link encodedLength}, whose lengths add up to
+ * `size`, into one buffer. The box protocol's write path: it validates at
+ * `sendBox` time, then writes a turn's worth of boxes at once.
+ */
+export const writeBoxes = (boxes: ReadonlyArray<AmpBox>, size: number): Uint8Array => {
+  const out = allocUnsafe(size)
+  let at = 0
+  for (const b of boxes) at = writeBox(b, out, at)
   return out
 }
 

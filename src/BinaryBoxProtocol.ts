@@ -1,0 +1,390 @@
+/**
+ * Boxes over a byte stream: Twisted's `BinaryBoxProtocol` as an Effect service.
+ *
+ * Reading: one fiber pulls the transport's bytes, decodes them and hands
+ * every box, synchronously and in order, to a {@link BoxReceiver} (Twisted's
+ * `IBoxReceiver`). A receiver may return an Effect: the reader then waits for
+ * it before decoding the next box. That is how backpressure reaches the
+ * socket, and how the two connection-changing moments (StartTLS and the
+ * protocol switch) happen *exactly* at a box boundary: the receiver holds the
+ * reader right after the box that ends AMP (or plaintext), so the bytes behind
+ * it are never parsed as boxes; they are handed, untouched, to TLS or to the
+ * next protocol.
+ *
+ * Writing: `sendBox` validates and queues; all boxes sent in one turn of the
+ * event loop go out as one buffer in one transport write. Past the
+ * transport's high-water mark, `sendBox` waits for it to drain.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { AmpBox } from "./AmpBox.js"
+import {
+  ConnectionLost,
+  type DecodeError,
+  type EncodeError,
+  OnlyOneTLS,
+  ProtocolSwitched,
+  type TlsError,
+  type TransportUnsupported
+} from "./AmpError.js"
+import type { ConnectionEnded } from "./AmpError.js"
+import { BoxDecoder, type DecoderLimits, encodedLength, writeBoxes } from "./BoxCodec.js"
+import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
+
+/**
+ * Where received boxes go (Twisted's `IBoxReceiver`).
+ *
+ * @since 0.1.0
+ */
+export interface BoxReceiver {
+  /**
+   * One box, in order. Runs synchronously inside the reader; return an Effect
+   * to make the reader wait for it before the next box.
+   */
+  readonly ampBoxReceived: (box: AmpBox) => void | Effect.Effect<void>
+  /** No more boxes will come; `cause` says why. Called exactly once. */
+  readonly stopReceivingBoxes: (cause: ConnectionEnded | ProtocolSwitched) => void
+}
+
+/** Options of {@link make}. */
+export interface Options extends DecoderLimits {
+  /** Boxes buffered for a `boxes` stream consumer before the reader waits. Default 1024. */
+  readonly boxBuffer?: number
+}
+
+/**
+ * The box protocol of one connection.
+ *
+ * @since 0.1.0
+ */
+export interface BinaryBoxProtocol {
+  /**
+   * Sends a box. Fails with `ProtocolSwitched` once the connection has
+   * switched (or is locked for a switch), `ConnectionLost` once it has ended,
+   * and `TooLong`/`InvalidKey` for a box AMP cannot carry. Waits while the
+   * transport is past its high-water mark.
+   */
+  readonly sendBox: (box: AmpBox) => Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError>
+  /** `sendBox` without the Effect: throws the same errors; never waits. For hot paths that already hold the lock. */
+  readonly unsafeSendBox: (box: AmpBox) => void
+  /** Whether `sendBox` would wait for the transport to drain. */
+  readonly isBlocked: () => boolean
+  /** Completes when the transport can take more bytes. */
+  readonly writable: Effect.Effect<void, ConnectionLost>
+  /**
+   * Starts delivering boxes to `receiver` (Twisted's `startReceivingBoxes`).
+   * Once per protocol. The reader fiber lives in the protocol's scope.
+   */
+  readonly startReceivingBoxes: (receiver: BoxReceiver) => Effect.Effect<void>
+  /**
+   * The incoming boxes as a `Stream`, for consumers that do not need to act
+   * at box boundaries. Mutually exclusive with `startReceivingBoxes`.
+   */
+  readonly boxes: Stream.Stream<AmpBox, ConnectionEnded | ProtocolSwitched>
+  /** Completes with the reason once the connection has ended (or switched). */
+  readonly ended: Effect.Effect<ConnectionEnded | ProtocolSwitched>
+  /** Sends what is queued and ends the connection gracefully. */
+  readonly close: Effect.Effect<void>
+  readonly info: () => ConnectionInfo
+  /** Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
+  readonly boundary: Boundary
+}
+
+/**
+ * The private machinery behind `StartTLS` and `ProtocolSwitchCommand`.
+ * `startTls` and `switchTo` must run while the reader is held by the receiver
+ * (inside the Effect returned by `ampBoxReceived`), or before it starts, so
+ * that no byte past the boundary has been parsed.
+ */
+export interface Boundary {
+  /** Holds back every box sent from now on until `startTls` or `cancelTls` (the asking side). */
+  readonly prepareTls: Effect.Effect<void, OnlyOneTLS>
+  /** Flushes plaintext, starts TLS with the bytes read past the boundary, then sends the held boxes. */
+  readonly startTls: (options: TlsOptions) => Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError>
+  /** The StartTLS request failed: send the held boxes in plaintext. (Twisted leaves them stuck.) */
+  readonly cancelTls: Effect.Effect<void>
+  /** Refuses further `sendBox` with `ProtocolSwitched` (the side that asked to switch). */
+  readonly lockForSwitch: Effect.Effect<void, ProtocolSwitched>
+  /** The switch was refused: boxes may flow again. */
+  readonly unlockFromSwitch: Effect.Effect<void, ProtocolSwitched>
+  /** Flushes, stops reading boxes, and gives the raw connection (with every byte read past the boundary) away. */
+  readonly switchTo: Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched>
+  /** TLS wait results, for observers: the session once StartTLS completed. */
+  readonly isTlsActive: () => boolean
+}
+
+/**
+ * The service tag.
+ *
+ * @since 0.1.0
+ */
+export const BinaryBoxProtocol: Context.Tag<BinaryBoxProtocol, BinaryBoxProtocol> = Context.GenericTag<
+  BinaryBoxProtocol
+>("effect-amp/BinaryBoxProtocol")
+
+const schedule: (f: () => void) => void = typeof setImmediate === "function"
+  ? (f) => {
+    setImmediate(f)
+  }
+  : (f) => {
+    setTimeout(f, 0)
+  }
+
+type End = ConnectionEnded | ProtocolSwitched
+
+/**
+ * A box protocol over `transport`. Closing `scope`'s owner closes the
+ * connection, stops the reader and drops queued boxes.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  transport: Transport,
+  options?: Options
+): Effect.Effect<BinaryBoxProtocol, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const decoder = new BoxDecoder(options)
+    const endDeferred = yield* Deferred.make<End>()
+
+    // --- sending -----------------------------------------------------------
+    let pending: Array<AmpBox> = []
+    let pendingBytes = 0
+    let flushScheduled = false
+    let blocked = false
+    let locked = false
+    let switched = false
+    let endReason: End | undefined
+    let tlsHeld: Array<AmpBox> | undefined
+    let tlsStarted = false
+
+    const flush = (): void => {
+      flushScheduled = false
+      if (pending.length === 0) return
+      const boxes = pending
+      const size = pendingBytes
+      pending = []
+      pendingBytes = 0
+      if (endReason !== undefined && !switched) return
+      const ok = transport.write(writeBoxes(boxes, size))
+      if (!ok) blocked = true
+    }
+
+    const enqueue = (box: AmpBox): void => {
+      pendingBytes += encodedLength(box)
+      pending.push(box)
+      if (!flushScheduled) {
+        flushScheduled = true
+        schedule(flush)
+      }
+    }
+
+    const unsafeSendBox = (box: AmpBox): void => {
+      if (locked || switched) throw new ProtocolSwitched({})
+      if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
+      if (tlsHeld !== undefined) {
+        encodedLength(box)
+        tlsHeld.push(box)
+      } else {
+        enqueue(box)
+      }
+    }
+
+    const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() =>
+      blocked ? Effect.tap(transport.writable, () => Effect.sync(() => (blocked = false))) : Effect.void
+    )
+
+    const sendBox = (box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> =>
+      blocked
+        ? Effect.zipRight(writable, Effect.try({ try: () => unsafeSendBox(box), catch: (e) => e as ProtocolSwitched }))
+        : Effect.try({
+          try: () => unsafeSendBox(box),
+          catch: (e) => e as ProtocolSwitched | ConnectionLost | EncodeError
+        })
+
+    // --- the end -----------------------------------------------------------
+    let receiver: BoxReceiver | undefined
+    const finish = (reason: End): void => {
+      if (endReason !== undefined) return
+      endReason = reason
+      Deferred.unsafeDone(endDeferred, Exit.succeed(reason))
+      receiver?.stopReceivingBoxes(reason)
+    }
+
+    // --- reading -----------------------------------------------------------
+    let readerFiber: Fiber.RuntimeFiber<void> | undefined
+
+    const reader = (r: BoxReceiver) =>
+      Effect.gen(function*() {
+        const next = yield* Scope.extend(Stream.toPull(transport.incoming), scope)
+        for (;;) {
+          const pulled = yield* Effect.either(next)
+          if (pulled._tag === "Left") {
+            const error = pulled.left
+            if (Option.isNone(error)) {
+              // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
+              try {
+                decoder.end()
+                finish(new ConnectionLost({ reason: "closed" }))
+              } catch (e) {
+                finish(e as DecodeError)
+              }
+            } else {
+              finish(error.value)
+            }
+            return
+          }
+          for (const bytes of pulled.right) {
+            decoder.push(bytes)
+            for (;;) {
+              let box: AmpBox | undefined
+              try {
+                box = decoder.next()
+              } catch (e) {
+                // Twisted drops the connection on a key length over 255; so do we, after the boxes before it.
+                finish(e as DecodeError)
+                yield* transport.close
+                return
+              }
+              if (box === undefined) break
+              const hold = r.ampBoxReceived(box)
+              if (hold !== undefined) yield* hold
+              if (switched || endReason !== undefined) return
+            }
+          }
+        }
+      })
+
+    const startReceivingBoxes = (r: BoxReceiver): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (receiver !== undefined) return Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
+        receiver = r
+        if (endReason !== undefined) {
+          r.stopReceivingBoxes(endReason)
+          return Effect.void
+        }
+        return reader(r).pipe(
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.void
+              : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause })))
+          ),
+          Effect.forkIn(scope),
+          Effect.tap((f) => Effect.sync(() => (readerFiber = f))),
+          Effect.asVoid
+        )
+      })
+
+    const boxBuffer = options?.boxBuffer ?? 1024
+    const boxes: Stream.Stream<AmpBox, End> = Effect.gen(function*() {
+      const mailbox = yield* Mailbox.make<AmpBox, End>({ capacity: boxBuffer })
+      yield* startReceivingBoxes({
+        ampBoxReceived: (box) => (mailbox.unsafeOffer(box) ? undefined : Effect.asVoid(mailbox.offer(box))),
+        stopReceivingBoxes: (reason) => {
+          mailbox.unsafeDone(reason._tag === "ConnectionLost" && reason.reason === "closed" ? Exit.void : Exit.fail(reason))
+        }
+      })
+      return Mailbox.toStream(mailbox)
+    }).pipe(Stream.unwrap)
+
+    // --- boundaries ----------------------------------------------------------
+    const boundary: Boundary = {
+      prepareTls: Effect.suspend(() => {
+        if (tlsStarted || tlsHeld !== undefined) return Effect.fail(new OnlyOneTLS({}))
+        tlsHeld = []
+        return Effect.void
+      }),
+      startTls: (tlsOptions) =>
+        Effect.suspend(() => {
+          if (tlsStarted) return Effect.fail(new OnlyOneTLS({}))
+          tlsStarted = true
+          flush()
+          const leftover = decoder.takeLeftover()
+          return transport.startTls(tlsOptions, leftover).pipe(
+            Effect.tap(() =>
+              Effect.sync(() => {
+                const held = tlsHeld
+                tlsHeld = undefined
+                if (held !== undefined) for (const b of held) enqueue(b)
+              })
+            )
+          )
+        }),
+      cancelTls: Effect.sync(() => {
+        const held = tlsHeld
+        tlsHeld = undefined
+        if (held !== undefined && endReason === undefined && !locked) for (const b of held) enqueue(b)
+      }),
+      lockForSwitch: Effect.suspend(() => {
+        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+        locked = true
+        return Effect.void
+      }),
+      unlockFromSwitch: Effect.suspend(() => {
+        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched: cannot unlock" }))
+        locked = false
+        return Effect.void
+      }),
+      switchTo: Effect.suspend((): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> => {
+        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+        flush()
+        switched = true
+        locked = true
+        const leftover = decoder.takeLeftover()
+        return transport.detach(leftover).pipe(
+          Effect.tap(() => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))))
+        )
+      }),
+      isTlsActive: () => tlsStarted
+    }
+
+    const close = Effect.suspend(() => {
+      flush()
+      if (endReason === undefined) finish(new ConnectionLost({ reason: "closed by us" }))
+      return switched ? Effect.void : transport.close
+    })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (!switched) {
+          flush()
+          yield* transport.close
+        }
+        if (readerFiber !== undefined) yield* Fiber.interrupt(readerFiber)
+        if (endReason === undefined) finish(new ConnectionLost({ reason: "closed by us" }))
+      })
+    )
+
+    return {
+      sendBox,
+      unsafeSendBox,
+      isBlocked: () => blocked,
+      writable,
+      startReceivingBoxes,
+      boxes,
+      ended: Deferred.await(endDeferred),
+      close,
+      info: () => transport.info(),
+      boundary
+    } satisfies BinaryBoxProtocol
+  })
+
+/**
+ * `BinaryBoxProtocol` over the `Transport` in context. The layer's scope owns
+ * the connection.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options?: Options): Layer.Layer<BinaryBoxProtocol, never, Transport> =>
+  Layer.scoped(BinaryBoxProtocol, Effect.flatMap(Transport, (t) => make(t, options)))
