@@ -201,6 +201,7 @@ export type ConnectionEnded =
   | PeerVerifyError
   | TlsError
   | NoEmptyBoxes
+  | MalformedAmpBox
 
 // ---------------------------------------------------------------------------
 // Request / response

@@ -96,6 +96,8 @@ export interface BinaryBoxProtocol {
   readonly ended: Effect.Effect<ConnectionEnded | ProtocolSwitched>
   /** Sends what is queued and ends the connection gracefully. */
   readonly close: Effect.Effect<void>
+  /** Ends the connection, reporting `reason` as the cause (a protocol violation, say). */
+  readonly closeWith: (reason: ConnectionEnded) => Effect.Effect<void>
   readonly info: () => ConnectionInfo
   /** Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
   readonly boundary: Boundary
@@ -108,19 +110,19 @@ export interface BinaryBoxProtocol {
  * that no byte past the boundary has been parsed.
  */
 export interface Boundary {
-  /** Holds back every box sent from now on until `startTls` or `cancelTls` (the asking side). */
-  readonly prepareTls: Effect.Effect<void, OnlyOneTLS>
+  /** Holds back every box sent from now on until `startTls` or `cancelTls` (the asking side). Throws `OnlyOneTLS`. */
+  readonly prepareTls: () => void
   /** Flushes plaintext, starts TLS with the bytes read past the boundary, then sends the held boxes. */
   readonly startTls: (options: TlsOptions) => Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError>
   /** The StartTLS request failed: send the held boxes in plaintext. (Twisted leaves them stuck.) */
-  readonly cancelTls: Effect.Effect<void>
-  /** Refuses further `sendBox` with `ProtocolSwitched` (the side that asked to switch). */
-  readonly lockForSwitch: Effect.Effect<void, ProtocolSwitched>
-  /** The switch was refused: boxes may flow again. */
-  readonly unlockFromSwitch: Effect.Effect<void, ProtocolSwitched>
+  readonly cancelTls: () => void
+  /** Refuses further `sendBox` with `ProtocolSwitched` (the side that asked to switch). Throws `ProtocolSwitched` once switched. */
+  readonly lockForSwitch: () => void
+  /** The switch was refused: boxes may flow again (Twisted's `_unlockFromSwitch`). */
+  readonly unlockFromSwitch: () => void
   /** Flushes, stops reading boxes, and gives the raw connection (with every byte read past the boundary) away. */
   readonly switchTo: Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched>
-  /** TLS wait results, for observers: the session once StartTLS completed. */
+  /** Whether TLS has started (or is being prepared) on this connection. */
   readonly isTlsActive: () => boolean
 }
 
@@ -300,11 +302,10 @@ export const make = (
 
     // --- boundaries ----------------------------------------------------------
     const boundary: Boundary = {
-      prepareTls: Effect.suspend(() => {
-        if (tlsStarted || tlsHeld !== undefined) return Effect.fail(new OnlyOneTLS({}))
+      prepareTls: () => {
+        if (tlsStarted || tlsHeld !== undefined) throw new OnlyOneTLS({})
         tlsHeld = []
-        return Effect.void
-      }),
+      },
       startTls: (tlsOptions) =>
         Effect.suspend(() => {
           if (tlsStarted) return Effect.fail(new OnlyOneTLS({}))
@@ -321,21 +322,18 @@ export const make = (
             )
           )
         }),
-      cancelTls: Effect.sync(() => {
+      cancelTls: () => {
         const held = tlsHeld
         tlsHeld = undefined
         if (held !== undefined && endReason === undefined && !locked) for (const b of held) enqueue(b)
-      }),
-      lockForSwitch: Effect.suspend(() => {
-        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+      },
+      lockForSwitch: () => {
+        if (switched) throw new ProtocolSwitched({ detail: "protocol already switched" })
         locked = true
-        return Effect.void
-      }),
-      unlockFromSwitch: Effect.suspend(() => {
-        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched: cannot unlock" }))
-        locked = false
-        return Effect.void
-      }),
+      },
+      unlockFromSwitch: () => {
+        if (!switched) locked = false
+      },
       switchTo: Effect.suspend((): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> => {
         if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
         flush()
@@ -346,14 +344,16 @@ export const make = (
           Effect.tap(() => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))))
         )
       }),
-      isTlsActive: () => tlsStarted
+      isTlsActive: () => tlsStarted || tlsHeld !== undefined
     }
 
-    const close = Effect.suspend(() => {
-      flush()
-      if (endReason === undefined) finish(new ConnectionLost({ reason: "closed by us" }))
-      return switched ? Effect.void : transport.close
-    })
+    const closeWith = (reason: ConnectionEnded) =>
+      Effect.suspend(() => {
+        flush()
+        finish(reason)
+        return switched ? Effect.void : transport.close
+      })
+    const close = closeWith(new ConnectionLost({ reason: "closed by us" }))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -375,6 +375,7 @@ export const make = (
       boxes,
       ended: Deferred.await(endDeferred),
       close,
+      closeWith,
       info: () => transport.info(),
       boundary
     } satisfies BinaryBoxProtocol

@@ -1,0 +1,492 @@
+/**
+ * The request/response layer over a `BinaryBoxProtocol` (Twisted's
+ * `BoxDispatcher`): `_ask` tags out, `_answer`/`_error` back to the caller
+ * that waits for them, `_command` boxes to responders, error boxes for
+ * failures, and the fan-out of the connection's end to every waiting call.
+ *
+ * Semantics follow Twisted, with these deliberate differences:
+ * - an answer for a tag we issued and forgot (the call timed out or was
+ *   interrupted) is dropped quietly; one for a tag never issued ends the
+ *   connection, as Twisted's `KeyError` does;
+ * - a StartTLS answered with an error releases the boxes held meanwhile
+ *   (Twisted keeps them buffered forever);
+ * - the reader pauses right after a StartTLS or switch request until its
+ *   responder has answered, so bytes a hasty peer sends after the request
+ *   (a TLS ClientHello in the same write) are never parsed as boxes.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { type AmpBox, bytesToByteString, decodeUtf8Lenient, unsafeFromMap, utf8, type ValueInput } from "./AmpBox.js"
+import {
+  BadLocalReturn,
+  CallTimeout,
+  type ConnectionEnded,
+  ConnectionLost,
+  MalformedAmpBox,
+  NoEmptyBoxes,
+  OnlyOneTLS,
+  type ProtocolSwitched,
+  RemoteAmpError,
+  TooManyOutstandingCalls,
+  UNHANDLED_ERROR_CODE,
+  UnhandledCommand,
+  UNKNOWN_ERROR_CODE,
+  UnknownRemoteError
+} from "./AmpError.js"
+import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
+import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
+import * as Command from "./Command.js"
+import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
+import { StartTLS } from "./StartTls.js"
+import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
+
+/** Options of {@link make}. */
+export interface Options {
+  /** Inbound commands running at once; further ones wait, and so does the socket. Default 256. */
+  readonly maxConcurrentCommands?: number
+  /** Our calls waiting for answers at once; more fail with `TooManyOutstandingCalls`. Default 65536. */
+  readonly maxOutstandingCalls?: number
+  /** Timeout for calls that do not set one. Default: none (as Twisted). */
+  readonly defaultTimeout?: Duration.DurationInput
+  /** Run each call and each responder in a span named after the command. Default true. */
+  readonly tracing?: boolean
+}
+
+type End = ConnectionEnded | ProtocolSwitched
+
+/** A call waiting for its answer. */
+interface Pending {
+  readonly command: Command.Any | undefined
+  readonly name: string
+  /** Completes the caller. */
+  readonly resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void
+  /** For StartTLS and switches: runs in the reader, at the box boundary. */
+  readonly atBoundary?: (box: AmpBox, ok: boolean) => Effect.Effect<void>
+}
+
+const hexTag = (n: number): string => n.toString(16)
+
+const describeFailure = (e: unknown): string => {
+  if (typeof e === "object" && e !== null) {
+    const d = (e as { description?: unknown }).description
+    if (typeof d === "string") return d
+    const m = (e as { message?: unknown }).message
+    if (typeof m === "string" && m.length > 0) return m
+    const t = (e as { _tag?: unknown })._tag
+    if (typeof t === "string") return t
+  }
+  return String(e)
+}
+
+/**
+ * Dispatches the boxes of `protocol`, answering with `responders`. Lives in
+ * the current scope: closing it closes the connection and interrupts running
+ * responders.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  protocol: BinaryBoxProtocol,
+  responders: Responders,
+  options?: Options
+): Effect.Effect<Amp, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxConcurrent = options?.maxConcurrentCommands ?? 256
+    const maxOutstanding = options?.maxOutstandingCalls ?? 65536
+    const defaultTimeout = options?.defaultTimeout
+    const tracing = options?.tracing ?? true
+    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+    const switchedFiber: { fiber?: Fiber.RuntimeFiber<void> } = {}
+
+    const pending = new Map<string, Pending>()
+    let counter = 0
+    let endReason: End | undefined
+
+    const afterEnd = (): ConnectionLost | ProtocolSwitched =>
+      endReason?._tag === "ProtocolSwitched"
+        ? endReason
+        : new ConnectionLost({ reason: "closed", detail: `the connection has ended (${endReason?.message})`, cause: endReason })
+
+    // --- ending ----------------------------------------------------------------
+    const endWith = (reason: ConnectionEnded): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.logWarning(`AMP connection dropped: ${reason.message}`),
+        protocol.closeWith(reason)
+      )
+
+    const stopReceivingBoxes = (reason: End): void => {
+      endReason = reason
+      const all = [...pending.values()]
+      pending.clear()
+      for (const p of all) p.resume(Exit.fail(reason))
+    }
+
+    // --- errors from the peer ------------------------------------------------------
+    const remoteError = (p: Pending | undefined, box: AmpBox): CallFailure => {
+      const code = decodeUtf8Lenient(box.get("_error_code") ?? new Uint8Array(0))
+      const description = decodeUtf8Lenient(box.get("_error_description") ?? new Uint8Array(0))
+      const name = p?.name ?? "?"
+      const mapped = p?.command?.wire.codes.get(code)
+      if (mapped !== undefined) return new mapped.cls({ description }) as unknown as CallFailure
+      if (code === UNHANDLED_ERROR_CODE) return new UnhandledCommand({ command: name, description })
+      if (code === UNKNOWN_ERROR_CODE) return new UnknownRemoteError({ command: name, description })
+      return new RemoteAmpError({ command: name, errorCode: code, description })
+    }
+
+    /** Whether `tag` is one we issued (and so may have forgotten). */
+    const issued = (tag: string): boolean => /^[0-9a-f]{1,13}$/.test(tag) && parseInt(tag, 16) <= counter
+
+    const replyReceived = (tagBytes: Uint8Array, box: AmpBox, ok: boolean): void | Effect.Effect<void> => {
+      const tag = bytesToByteString(tagBytes)
+      const p = pending.get(tag)
+      if (p === undefined) {
+        if (issued(tag)) return // a late answer to a call that gave up: dropped quietly
+        return endWith(
+          new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${JSON.stringify(tag)}, which was never asked` })
+        )
+      }
+      pending.delete(tag)
+      if (p.atBoundary !== undefined) return p.atBoundary(box, ok)
+      p.resume(ok ? Exit.succeed(box) : Exit.fail(remoteError(p, box)))
+    }
+
+    // --- sending replies -----------------------------------------------------------------
+    /** Sends a reply, ignoring a connection that has gone or switched (Twisted's `_safeEmit`). */
+    const emit = (entries: Map<string, Uint8Array>): void => {
+      try {
+        protocol.unsafeSendBox(unsafeFromMap(entries))
+      } catch {
+        // The peer cannot hear us any more; the end has been reported elsewhere.
+      }
+    }
+
+    const sendError = (ask: Uint8Array, code: string, description: string): void => {
+      const m = new Map<string, Uint8Array>()
+      m.set("_error", ask)
+      m.set("_error_code", utf8(code))
+      m.set("_error_description", utf8(description))
+      emit(m)
+    }
+
+    /** Answers a responder's failure: its code if mapped (closing after a fatal one), else UNKNOWN and close. */
+    const answerFailure = (
+      command: Command.Any,
+      ask: Uint8Array | undefined,
+      cause: Cause.Cause<unknown>
+    ): Effect.Effect<void> => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.void
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some") {
+        for (const [code, { cls, fatal }] of command.wire.codes) {
+          if (failure.value instanceof cls) {
+            if (ask === undefined) return Effect.void
+            sendError(ask, code, describeFailure(failure.value))
+            return fatal ? protocol.close : Effect.void
+          }
+        }
+      }
+      return Effect.gen(function*() {
+        yield* Effect.logError(`AMP responder for ${command.name} failed; dropping the connection`, cause)
+        if (ask !== undefined) sendError(ask, UNKNOWN_ERROR_CODE, "Unknown Error")
+        yield* protocol.close
+      })
+    }
+
+    const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
+      const out = new Map<string, Uint8Array>()
+      try {
+        Command.writeFields(
+          command.wire.resp,
+          command.wire.respFields,
+          (response ?? {}) as Record<string, unknown>,
+          out,
+          (detail) => new BadLocalReturn({ command: command.name, detail })
+        )
+      } catch (e) {
+        return answerFailure(command, ask, Cause.fail(e))
+      }
+      out.set("_answer", ask)
+      emit(out)
+      return Effect.void
+    }
+
+    // --- inbound commands ---------------------------------------------------------------
+    let running = 0
+    let slotWaiters: Array<() => void> = []
+    const release = Effect.sync(() => {
+      running--
+      if (slotWaiters.length > 0) {
+        const ws = slotWaiters
+        slotWaiters = []
+        for (const w of ws) w()
+      }
+    })
+    const slotFree = Effect.async<void>((resume) => {
+      if (running < maxConcurrent) return resume(Effect.void)
+      slotWaiters.push(() => resume(Effect.void))
+    })
+
+    const decodeArgs = (command: Command.Any, box: AmpBox): Record<string, unknown> | MalformedAmpBox => {
+      try {
+        return Command.decodeArguments(command, box)
+      } catch (e) {
+        return e as MalformedAmpBox
+      }
+    }
+
+    const traced = <A, E, R>(name: string, kind: "client" | "server", effect: Effect.Effect<A, E, R>) =>
+      tracing ? Effect.withSpan(effect, `AMP ${name}`, { kind, attributes: { "rpc.system": "amp", "rpc.method": name } }) : effect
+
+    const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void> => {
+      const command = responder.command
+      const args = decodeArgs(command, box)
+      // A request that does not fit the command is the responder failing in an unmapped way (Twisted: UNKNOWN).
+      if (args instanceof MalformedAmpBox) return answerFailure(command, ask, Cause.fail(args))
+      return responder.handle(args).pipe(
+        Effect.provideService(Amp, amp),
+        Effect.matchCauseEffect({
+          onFailure: (cause) => answerFailure(command, ask, cause),
+          onSuccess: (response) => (ask === undefined ? Effect.void : answer(command, ask, response))
+        }),
+        (e) => traced(command.name, "server", e)
+      )
+    }
+
+    const startHandler = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): void => {
+      running++
+      runFork(Effect.ensuring(handle(responder, box, ask), release))
+    }
+
+    /** StartTLS asked by the peer: runs in the reader, which waits at the boundary. */
+    const answerStartTls = (responder: Command.Responder<Amp>, ask: Uint8Array | undefined): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const result = yield* Effect.exit(Effect.provideService(responder.handle({}), Amp, amp))
+        if (ask === undefined) return
+        if (Exit.isFailure(result)) return yield* answerFailure(responder.command, ask, result.cause)
+        if (protocol.boundary.isTlsActive()) return sendError(ask, "TLS_ERROR", new OnlyOneTLS({}).message)
+        emit(new Map([["_answer", ask]]))
+        const upgrade = yield* Effect.either(protocol.boundary.startTls(result.value as StartTlsAnswer))
+        if (upgrade._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: upgrade.left.message, cause: upgrade.left }))
+        runFork(Effect.ignore(upgrade.right.handshake))
+      })
+
+    /** A protocol switch asked by the peer: answer, then hand the connection over. */
+    const answerSwitch = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const command = responder.command
+        const args = decodeArgs(command, box)
+        if (args instanceof MalformedAmpBox) return yield* answerFailure(command, ask, Cause.fail(args))
+        const result = yield* Effect.exit(Effect.provideService(responder.handle(args), Amp, amp))
+        if (Exit.isFailure(result)) return yield* answerFailure(command, ask, result.cause)
+        if (ask !== undefined) emit(new Map([["_answer", ask]]))
+        const raw = yield* Effect.either(protocol.boundary.switchTo)
+        if (raw._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: raw.left.message, cause: raw.left }))
+        switchedFiber.fiber = runFork((result.value as SwitchAnswer)(raw.right))
+      })
+
+    const commandReceived = (nameBytes: Uint8Array, box: AmpBox): void | Effect.Effect<void> => {
+      const name = bytesToByteString(nameBytes)
+      const ask = box.get("_ask")
+      const responder = responders.get(name)
+      if (responder === undefined) {
+        if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${JSON.stringify(name)}`)
+        return
+      }
+      switch (responder.command.kind) {
+        case "starttls":
+          return answerStartTls(responder, ask)
+        case "switch":
+          return answerSwitch(responder, box, ask)
+        case "plain":
+          if (running < maxConcurrent) return startHandler(responder, box, ask)
+          // Backpressure: the reader (and so the socket) waits for a free slot.
+          return Effect.zipRight(slotFree, Effect.sync(() => startHandler(responder, box, ask)))
+      }
+    }
+
+    const ampBoxReceived = (box: AmpBox): void | Effect.Effect<void> => {
+      const answerTag = box.get("_answer")
+      if (answerTag !== undefined) return replyReceived(answerTag, box, true)
+      const errorTag = box.get("_error")
+      if (errorTag !== undefined) return replyReceived(errorTag, box, false)
+      const command = box.get("_command")
+      if (command !== undefined) return commandReceived(command, box)
+      return endWith(new NoEmptyBoxes({ keys: [...box.keys()] }))
+    }
+
+    // --- outbound calls -------------------------------------------------------------------
+    /**
+     * Sends `entries` with a fresh `_ask` and waits for the reply. `atBoundary`
+     * and `afterSend` serve StartTLS and switches.
+     */
+    const ask = (
+      command: Command.Any | undefined,
+      name: string,
+      entries: Map<string, Uint8Array>,
+      timeout: Duration.DurationInput | undefined,
+      afterSend?: () => void,
+      atBoundary?: (resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void) => Pending["atBoundary"]
+    ): Effect.Effect<AmpBox, CallFailure> => {
+      const call = Effect.async<AmpBox, CallFailure>((resume) => {
+        if (endReason !== undefined) return resume(Effect.fail(afterEnd()))
+        if (pending.size >= maxOutstanding) return resume(Effect.fail(new TooManyOutstandingCalls({ limit: maxOutstanding })))
+        const tag = hexTag(++counter)
+        entries.set("_ask", utf8(tag))
+        const done = (exit: Exit.Exit<AmpBox, CallFailure>) => resume(exit)
+        const p: Pending = atBoundary === undefined
+          ? { command, name, resume: done }
+          : { command, name, resume: done, atBoundary: atBoundary(done)! }
+        try {
+          protocol.unsafeSendBox(unsafeFromMap(entries))
+        } catch (e) {
+          return resume(Effect.fail(e as CallFailure))
+        }
+        pending.set(tag, p)
+        afterSend?.()
+        // Interruption (and timeouts) forget the tag; a late answer is then dropped.
+        return Effect.sync(() => {
+          pending.delete(tag)
+        })
+      })
+      const sent = protocol.isBlocked() ? Effect.zipRight(protocol.writable, call) : call
+      const t = timeout ?? defaultTimeout
+      return t === undefined
+        ? sent
+        : Effect.timeoutFail(sent, { duration: t, onTimeout: () => new CallTimeout({ command: name, millis: Duration.toMillis(t) }) })
+    }
+
+    const fireAndForget = (entries: Map<string, Uint8Array>): Effect.Effect<void, CallFailure> =>
+      Effect.suspend(() => {
+        if (endReason !== undefined) return Effect.fail(afterEnd())
+        const send = Effect.try({ try: () => protocol.unsafeSendBox(unsafeFromMap(entries)), catch: (e) => e as CallFailure })
+        return protocol.isBlocked() ? Effect.zipRight(protocol.writable, send) : send
+      })
+
+    const request = (command: Command.Any, args: unknown): Effect.Effect<Map<string, Uint8Array>, CallFailure> =>
+      Effect.try({
+        try: () => Command.requestEntries(command, (args ?? {}) as Record<string, unknown>),
+        catch: (e) => e as CallFailure
+      })
+
+    const decodeReply = (command: Command.Any, box: AmpBox) =>
+      Effect.try({ try: () => Command.decodeResponse(command, box), catch: (e) => e as MalformedAmpBox })
+
+    const callRemote: Amp["callRemote"] = (command, args, callOptions) => {
+      const call = Effect.flatMap(request(command, args), (entries) =>
+        command.requiresAnswer
+          ? Effect.flatMap(ask(command, command.name, entries, callOptions?.timeout), (box) => decodeReply(command, box))
+          : Effect.as(fireAndForget(entries), {}))
+      return traced(command.name, "client", call) as Effect.Effect<any, any>
+    }
+
+    const callRemoteString: Amp["callRemoteString"] = (name, fields, callOptions) =>
+      Effect.suspend(() => {
+        const entries = new Map<string, Uint8Array>()
+        entries.set("_command", utf8(name))
+        for (const k in fields) {
+          const v = fields[k]!
+          entries.set(k, typeof v === "string" ? utf8(v) : v)
+        }
+        if (callOptions?.requiresAnswer === false) return Effect.as(fireAndForget(entries), unsafeFromMap(new Map()))
+        return ask(undefined, name, entries, callOptions?.timeout)
+      })
+
+    const startTls: Amp["startTls"] = (tlsOptions = {}) =>
+      Effect.gen(function*() {
+        const { timeout, ...tls } = tlsOptions
+        if (protocol.boundary.isTlsActive()) return yield* Effect.fail(new OnlyOneTLS({}))
+        let session: Effect.Effect<TlsSession, any> | undefined
+        yield* ask(
+          StartTLS,
+          StartTLS.name,
+          new Map([["_command", StartTLS.wire.nameBytes]]),
+          timeout,
+          () => protocol.boundary.prepareTls(),
+          (resume) => (box, ok) =>
+            ok
+              ? Effect.matchEffect(protocol.boundary.startTls(tls as TlsOptions), {
+                onFailure: (e) => Effect.sync(() => resume(Exit.fail(e as unknown as CallFailure))),
+                onSuccess: (upgrade) =>
+                  Effect.sync(() => {
+                    session = upgrade.handshake
+                    resume(Exit.succeed(box))
+                  })
+              })
+              : Effect.sync(() => {
+                protocol.boundary.cancelTls()
+                resume(Exit.fail(remoteError({ command: StartTLS, name: StartTLS.name, resume }, box)))
+              })
+        )
+        return yield* session!
+      }).pipe((e) => traced("StartTLS", "client", e))
+
+    const switchProtocol: Amp["switchProtocol"] = (command, args, callOptions) =>
+      Effect.gen(function*() {
+        const entries = yield* request(command, args)
+        let connection: RawConnection | undefined
+        const box = yield* ask(
+          command,
+          command.name,
+          entries,
+          callOptions?.timeout,
+          () => protocol.boundary.lockForSwitch(),
+          (resume) => (reply, ok) =>
+            ok
+              ? Effect.matchEffect(protocol.boundary.switchTo, {
+                onFailure: (e) => Effect.sync(() => resume(Exit.fail(e as unknown as CallFailure))),
+                onSuccess: (raw) =>
+                  Effect.sync(() => {
+                    connection = raw
+                    resume(Exit.succeed(reply))
+                  })
+              })
+              : Effect.sync(() => {
+                protocol.boundary.unlockFromSwitch()
+                resume(Exit.fail(remoteError({ command, name: command.name, resume }, reply)))
+              })
+        ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
+        const response = yield* decodeReply(command, box)
+        return { response: response as any, connection: connection! }
+      }).pipe((e) => traced(command.name, "client", e))
+
+    const amp: Amp = {
+      callRemote,
+      callRemoteString,
+      startTls,
+      switchProtocol,
+      info: () => protocol.info(),
+      ended: protocol.ended,
+      done: Effect.zipRight(
+        protocol.ended,
+        Effect.suspend(() => (switchedFiber.fiber ? Fiber.join(switchedFiber.fiber) : Effect.void))
+      ),
+      close: protocol.close,
+      protocol
+    }
+
+    yield* protocol.startReceivingBoxes({ ampBoxReceived, stopReceivingBoxes })
+    return amp
+  })
+
+/**
+ * `Amp` over the `BinaryBoxProtocol` in context, answering with the
+ * `Responders` in context.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options?: Options): Layer.Layer<Amp, never, BinaryBoxProtocol | Responders> =>
+  Layer.scoped(
+    Amp,
+    Effect.flatMap(Effect.all([BinaryBoxProtocol, Responders]), ([p, r]) => make(p, r, options))
+  )
+
+/** Re-exported for `DispatcherOptions` users. */
+export type { CallOptions, TlsOptions, ValueInput }

@@ -1,0 +1,102 @@
+/**
+ * Responders: what this side answers when the peer calls a command
+ * (Twisted's `CommandLocator` and `@Command.responder`).
+ *
+ * Responders are registered as a `Layer`, so they can use other services;
+ * the connection itself (`Amp`) is provided to each call, so a responder can
+ * call back the peer.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { bytesToByteString } from "./AmpBox.js"
+import type { Amp } from "./Amp.js"
+import * as Command from "./Command.js"
+import type { RawConnection, TlsOptions } from "./Transport.js"
+
+/** Responders by `_command` wire name (a byte string). */
+export interface Registry {
+  readonly get: (wireName: string) => Command.Responder<Amp> | undefined
+  readonly names: ReadonlyArray<string>
+}
+
+/**
+ * The responders of this side.
+ *
+ * @since 0.1.0
+ */
+export const Responders: Context.Tag<Responders, Registry> = Context.GenericTag<Registry>("effect-amp/Responders")
+/** The service type of {@link Responders}. */
+export type Responders = Registry
+
+/**
+ * A responder for `command`: gets the decoded arguments, returns the
+ * response fields. Failing with one of the command's error classes answers
+ * that error code; any other failure answers `UNKNOWN` and closes the
+ * connection (Twisted's behaviour).
+ *
+ * @example
+ * const sum = Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
+ */
+export const respond = <C extends Command.Any, E, R>(
+  command: C,
+  handler: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, E, R>
+): Command.Responder<R> => ({
+  _tag: "Responder",
+  command,
+  handle: handler as (args: Record<string, unknown>) => Effect.Effect<unknown, E, R>
+})
+
+/** @internal responder for a connection-changing command; `handle` returns what the kind needs. */
+export const respondKind = <C extends Command.Any, E, R, Out>(
+  command: C,
+  handler: (args: Command.Arguments<C>) => Effect.Effect<Out, E, R>
+): Command.Responder<R> => ({
+  _tag: "Responder",
+  command,
+  handle: handler as (args: Record<string, unknown>) => Effect.Effect<unknown, E, R>
+})
+
+/** What a StartTLS responder returns: how this side runs TLS. */
+export type StartTlsAnswer = TlsOptions
+
+/** What a protocol-switch responder returns: the protocol that takes the connection over. */
+export type SwitchAnswer<R = never> = (connection: RawConnection) => Effect.Effect<void, never, R>
+
+type Requirements<Rs extends ReadonlyArray<Command.Responder<any>>> = Rs[number] extends Command.Responder<infer R> ? R
+  : never
+
+const registry = (responders: ReadonlyArray<Command.Responder<Amp>>): Registry => {
+  const map = new Map<string, Command.Responder<Amp>>()
+  for (const r of responders) map.set(bytesToByteString(r.command.wire.nameBytes), r)
+  return { get: (name) => map.get(name), names: [...map.keys()] }
+}
+
+/**
+ * A layer with these responders. Their requirements (other than the
+ * connection, `Amp`) are taken from the layer's context once.
+ *
+ * @since 0.1.0
+ */
+export const layer = <const Rs extends ReadonlyArray<Command.Responder<any>>>(
+  ...responders: Rs
+): Layer.Layer<Responders, never, Exclude<Requirements<Rs>, Amp>> =>
+  Layer.effect(
+    Responders,
+    Effect.map(Effect.context<Exclude<Requirements<Rs>, Amp>>(), (ctx) =>
+      registry(responders.map((r): Command.Responder<Amp> => ({
+        ...r,
+        handle: (args) => Effect.provide(r.handle(args), ctx) as Effect.Effect<unknown, unknown, Amp>
+      }))))
+  )
+
+/** No responders: every command from the peer is answered `UNHANDLED`. */
+export const none: Layer.Layer<Responders> = Layer.succeed(Responders, registry([]))
+
+/** A registry without a layer (for tests and servers built by hand). */
+export const make = (...responders: ReadonlyArray<Command.Responder<Amp>>): Registry => registry(responders)
+
+/** The command name of a responder (for logs). */
+export const nameOf = (r: Command.Responder<unknown>): string => r.command.name
