@@ -172,7 +172,7 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [End, En
         detach: (leftover) =>
           Effect.gen(function*() {
             // Move what nobody pulled yet behind the leftover, then end the box protocol's stream.
-            const [queued] = yield* Effect.orElseSucceed(self.inbox.takeAll, () => [[] as Iterable<Uint8Array>, true] as const)
+            const queued = yield* Effect.orElseSucceed(self.inbox.clear, () => [] as Iterable<Uint8Array>)
             const raw = yield* Mailbox.make<Uint8Array, ConnectionLost>()
             if (leftover.length > 0) raw.unsafeOffer(leftover)
             raw.unsafeOfferAll(queued)
