@@ -36,8 +36,22 @@ export const ERROR = "_error"
 export const ERROR_CODE = "_error_code"
 export const ERROR_DESCRIPTION = "_error_description"
 
-/** UTF-8 bytes of a string. */
-export const utf8 = (text: string): Uint8Array => textEncoder.encode(text)
+/**
+ * UTF-8 bytes of a string. Short ASCII strings (tags, numbers, command
+ * names: most of what AMP carries) skip `TextEncoder`, which costs more to
+ * call than to loop over a dozen characters.
+ */
+export const utf8 = (text: string): Uint8Array => {
+  const n = text.length
+  if (n > 32) return textEncoder.encode(text)
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c > 0x7f) return textEncoder.encode(text)
+    out[i] = c
+  }
+  return out
+}
 
 /**
  * Text of UTF-8 bytes. Returns `undefined` when the bytes are not valid UTF-8,
@@ -202,7 +216,7 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
   }
 }
 
-const toBytes = (v: ValueInput): Uint8Array => (typeof v === "string" ? textEncoder.encode(v) : v)
+const toBytes = (v: ValueInput): Uint8Array => (typeof v === "string" ? utf8(v) : v)
 
 /** Whether `u` is an {@link AmpBox}. */
 export const isAmpBox = (u: unknown): u is AmpBox => typeof u === "object" && u !== null && TypeId in u

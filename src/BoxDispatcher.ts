@@ -56,11 +56,19 @@ export interface Options {
   readonly maxOutstandingCalls?: number
   /** Timeout for calls that do not set one. Default: none (as Twisted). */
   readonly defaultTimeout?: Duration.DurationInput
-  /** Run each call and each responder in a span named after the command. Default true. */
+  /**
+   * Run each call and each responder in a span named after the command.
+   * Default: on when a tracer is installed (an OpenTelemetry layer, say), off
+   * with Effect's built-in tracer, where spans would cost a third of the
+   * throughput and reach no one.
+   */
   readonly tracing?: boolean
 }
 
 type End = ConnectionEnded | ProtocolSwitched
+
+/** Effect's default tracer: spans made with it are only seen by code that asks for the current span. */
+const builtInTracer = Effect.runSync(Effect.tracer)
 
 /** A call waiting for its answer. */
 interface Pending {
@@ -102,8 +110,11 @@ export const make = (
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
-    const tracing = options?.tracing ?? true
-    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+    const tracing = options?.tracing ?? (yield* Effect.tracer) !== builtInTracer
+    // Responders get the connection from the runtime they are forked with (filled in below).
+    let runFork: (effect: Effect.Effect<void, never, Amp>) => Fiber.RuntimeFiber<void, never> = () => {
+      throw new Error("BoxDispatcher: used before start")
+    }
     const switchedFiber: { fiber?: Fiber.RuntimeFiber<void> } = {}
 
     const pending = new Map<string, Pending>()
@@ -245,13 +256,12 @@ export const make = (
     const traced = <A, E, R>(name: string, kind: "client" | "server", effect: Effect.Effect<A, E, R>) =>
       tracing ? Effect.withSpan(effect, `AMP ${name}`, { kind, attributes: { "rpc.system": "amp", "rpc.method": name } }) : effect
 
-    const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void> => {
+    const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void, never, Amp> => {
       const command = responder.command
       const args = decodeArgs(command, box)
       // A request that does not fit the command is the responder failing in an unmapped way (Twisted: UNKNOWN).
       if (args instanceof MalformedAmpBox) return answerFailure(command, ask, Cause.fail(args))
       return responder.handle(args).pipe(
-        Effect.provideService(Amp, amp),
         Effect.matchCauseEffect({
           onFailure: (cause) => answerFailure(command, ask, cause),
           onSuccess: (response) => (ask === undefined ? Effect.void : answer(command, ask, response))
@@ -472,6 +482,7 @@ export const make = (
       protocol
     }
 
+    runFork = yield* Effect.provideService(FiberSet.makeRuntime<Amp, void, never>(), Amp, amp)
     yield* protocol.startReceivingBoxes({ ampBoxReceived, stopReceivingBoxes })
     return amp
   })
