@@ -1,0 +1,82 @@
+/**
+ * AMP connections and servers on Node sockets: the transports of this
+ * folder with `BinaryBoxProtocol` and `BoxDispatcher` on top.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { Amp } from "../Amp.js"
+import type { ConnectError, ListenError } from "../AmpError.js"
+import * as BinaryBoxProtocol from "../BinaryBoxProtocol.js"
+import * as BoxDispatcher from "../BoxDispatcher.js"
+import { Responders } from "../Responders.js"
+import type { Transport } from "../Transport.js"
+import * as NodeConnect from "./NodeConnect.js"
+import * as NodeServer from "./NodeServer.js"
+
+/** Options of the AMP layers over a transport. */
+export interface AmpOptions {
+  readonly protocol?: BinaryBoxProtocol.Options
+  readonly dispatcher?: BoxDispatcher.Options
+}
+
+/**
+ * AMP over a transport you already have, answering with the `Responders` in
+ * context. The connection lives as long as the scope.
+ *
+ * @since 0.1.0
+ */
+export const over = (transport: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Responders | Scope.Scope> =>
+  Effect.gen(function*() {
+    const protocol = yield* BinaryBoxProtocol.make(transport, options?.protocol)
+    return yield* BoxDispatcher.make(protocol, yield* Responders, options?.dispatcher)
+  })
+
+/**
+ * Connects and speaks AMP.
+ *
+ * @example
+ * const amp = yield* NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port: 7710 })
+ */
+export const connect = (
+  address: NodeConnect.Address,
+  options?: AmpOptions & NodeConnect.Options
+): Effect.Effect<Amp, ConnectError, Responders | Scope.Scope> =>
+  Effect.flatMap(NodeConnect.connect(address, options), (t) => over(t, options))
+
+/** `connect` as a layer providing `Amp`. */
+export const layerConnect = (
+  address: NodeConnect.Address,
+  options?: AmpOptions & NodeConnect.Options
+): Layer.Layer<Amp, ConnectError, Responders> => Layer.scoped(Amp, connect(address, options))
+
+/**
+ * Serves AMP: every connection gets its own dispatcher over the
+ * `Responders` in context, and lives until the peer goes (or a protocol it
+ * switched to finishes). `onConnection` runs for each new connection (logs,
+ * calls towards the client).
+ *
+ * @example
+ * const server = yield* NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port: 7710 })
+ */
+export const serve = <E = never, R = never>(
+  address: NodeServer.ListenAddress,
+  options?: AmpOptions & NodeServer.Options & {
+    readonly onConnection?: (amp: Amp) => Effect.Effect<void, E, R>
+  }
+): Effect.Effect<NodeServer.Server, ListenError, Responders | R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const responders = yield* Responders
+    return yield* NodeServer.listen(
+      address,
+      (transport) =>
+        Effect.gen(function*() {
+          const amp = yield* over(transport, options).pipe(Effect.provideService(Responders, responders))
+          if (options?.onConnection) yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
+          yield* amp.done
+        }),
+      options
+    )
+  })

@@ -1,0 +1,10 @@
+/**
+ * effect-amp on Node: sockets, servers and stdio.
+ *
+ * @since 0.1.0
+ */
+export * as NodeAmp from "./NodeAmp.js"
+export * as NodeConnect from "./NodeConnect.js"
+export * as NodeServer from "./NodeServer.js"
+export * as NodeTransport from "./NodeTransport.js"
+export * as Stdio from "./Stdio.js"
