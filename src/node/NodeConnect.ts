@@ -79,29 +79,33 @@ export const connect = (address: Address, options?: Options): Effect.Effect<Tran
   Effect.gen(function*() {
     const where = format(address)
     const timeout = options?.timeout ?? Duration.seconds(10)
+    // Opening is not interruptible (acquireRelease); waiting for the connection is, so the timeout can act.
     const socket = yield* Effect.acquireRelease(
-      Effect.async<net.Socket, ConnectError>((resume) => {
-        const s = open(address)
-        const ready = address._tag === "tls" ? "secureConnect" : "connect"
-        const onReady = () => {
-          s.off("error", onError)
-          resume(Effect.succeed(s))
-        }
-        const onError = (error: NodeJS.ErrnoException) => {
-          s.off(ready, onReady)
-          s.destroy()
-          resume(Effect.fail(new ConnectError({ address: where, reason: reasonOf(error, address._tag === "tls"), cause: error })))
-        }
-        s.once(ready, onReady)
-        s.once("error", onError)
-        return Effect.sync(() => s.destroy())
-      }).pipe(
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () => new ConnectError({ address: where, reason: "timeout" })
-        })
-      ),
+      Effect.sync(() => open(address)),
       (s) => Effect.sync(() => s.destroyed || s.destroy())
+    )
+    yield* Effect.async<void, ConnectError>((resume) => {
+      const ready = address._tag === "tls" ? "secureConnect" : "connect"
+      const onReady = () => {
+        socket.off("error", onError)
+        resume(Effect.void)
+      }
+      const onError = (error: NodeJS.ErrnoException) => {
+        socket.off(ready, onReady)
+        resume(Effect.fail(new ConnectError({ address: where, reason: reasonOf(error, address._tag === "tls"), cause: error })))
+      }
+      socket.once(ready, onReady)
+      socket.once("error", onError)
+      return Effect.sync(() => {
+        socket.off(ready, onReady)
+        socket.off("error", onError)
+        socket.destroy()
+      })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => new ConnectError({ address: where, reason: "timeout" })
+      })
     )
     return yield* NodeTransport.fromSocket(socket, {
       ...options?.transport,

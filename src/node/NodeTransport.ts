@@ -98,13 +98,21 @@ const certificateOf = (socket: tls.TLSSocket): PeerCertificate | undefined => {
   }
 }
 
+/**
+ * The peer-verification error of a server-side `TLSSocket` we built
+ * ourselves: Node verifies the chain but, outside `tls.Server`, leaves the
+ * verdict to us (`authorized` stays false either way).
+ */
+const verifyErrorOf = (socket: tls.TLSSocket): Error | undefined =>
+  (socket as unknown as { _handle?: { verifyError?: () => Error | undefined } })._handle?.verifyError?.() ?? undefined
+
 /** The TLS session of a connected `TLSSocket`. */
-export const sessionOf = (socket: tls.TLSSocket): TlsSession => {
+export const sessionOf = (socket: tls.TLSSocket, authorized = socket.authorized): TlsSession => {
   const peerCertificate = certificateOf(socket)
   const protocol = socket.getProtocol()
   const cipher = socket.getCipher()?.name
   return {
-    authorized: socket.authorized,
+    authorized,
     ...(peerCertificate ? { peerCertificate } : {}),
     ...(protocol ? { protocol } : {}),
     ...(cipher ? { cipher } : {})
@@ -186,8 +194,12 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
     let phase: "plain" | "handshake" | "tls" = socket instanceof tls.TLSSocket ? "tls" : "plain"
     let session: TlsSession | undefined = socket instanceof tls.TLSSocket && !socket.pending ? sessionOf(socket) : undefined
     let closed = false
+    /** Whether StartTLS happened here, and whether any byte came since. */
+    let startedTls = false
+    let dataSinceTls = false
 
     const onData = (chunk: Buffer) => {
+      dataSinceTls = true
       buffered += chunk.length
       mailbox.unsafeOffer(chunk)
       if (buffered > readHighWaterMark && !paused) {
@@ -195,17 +207,24 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
         current.pause()
       }
     }
+    // The peer going away mid-handshake: Twisted reports that as the peer refusing our certificate.
+    // And a peer that closes right after the handshake, before sending a byte, most likely refused our
+    // certificate (TLS 1.3 clients finish before the server has checked them): Twisted says so too.
+    const cutOff = () =>
+      new PeerVerifyError({
+        detail: phase === "handshake"
+          ? "the peer closed the connection during the TLS handshake"
+          : "the peer closed the connection right after the TLS handshake, without a word: it likely refused our certificate"
+      })
+    const rejectedUs = () => phase === "handshake" || (phase === "tls" && !dataSinceTls && startedTls)
     const onEnd = () => {
-      mailbox.unsafeDone(Exit.void)
+      mailbox.unsafeDone(rejectedUs() ? Exit.fail(cutOff()) : Exit.void)
     }
     const onError = (error: Error) => {
       mailbox.unsafeDone(Exit.fail(mapError(error, phase)))
     }
     const onClose = () => {
-      if (phase === "handshake") {
-        mailbox.unsafeDone(Exit.fail(new PeerVerifyError({ detail: "the peer closed the connection during the TLS handshake" })))
-      }
-      mailbox.unsafeDone(Exit.void)
+      mailbox.unsafeDone(rejectedUs() ? Exit.fail(cutOff()) : Exit.void)
     }
     const listen = (s: Duplex) => {
       s.on("data", onData)
@@ -311,6 +330,7 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
           catch: (e) => new TlsError({ detail: `bad TLS settings: ${(e as Error).message}`, cause: e })
         })
         phase = "handshake"
+        startedTls = true
         const tlsSocket = isServer
           ? new tls.TLSSocket(base, { isServer: true, secureContext, requestCert: verify, rejectUnauthorized: verify })
           : tls.connect({
@@ -327,9 +347,8 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
         const handshake = Effect.async<TlsSession, TlsError | PeerVerifyError | ConnectionLost>((resume) => {
           const ok = () => {
             cleanup()
-            phase = "tls"
-            session = sessionOf(tlsSocket)
-            resume(Effect.succeed(session))
+            if (refused !== undefined) return resume(Effect.fail(refused))
+            resume(Effect.succeed(session!))
           }
           const failed = (e: Error) => {
             cleanup()
@@ -349,10 +368,27 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
           tlsSocket.once("error", failed)
           tlsSocket.once("close", gone)
         })
-        // Settle the phase even when nobody awaits the handshake.
-        tlsSocket.once(isServer ? "secure" : "secureConnect", () => {
+        // Settle the phase (and, as a server, our verdict on the client) even when nobody awaits the handshake.
+        let refused: TlsError | undefined
+        tlsSocket.prependOnceListener(isServer ? "secure" : "secureConnect", () => {
           phase = "tls"
-          session = sessionOf(tlsSocket)
+          dataSinceTls = false
+          if (isServer && verify) {
+            const error = verifyErrorOf(tlsSocket)
+            if (error !== undefined) {
+              refused = new TlsError({
+                detail: `the peer's certificate was refused: ${error.message}`,
+                code: (error as NodeJS.ErrnoException).code ?? "CERT_REJECTED",
+                cause: error
+              })
+              mailbox.unsafeDone(Exit.fail(refused))
+              tlsSocket.destroy()
+              return
+            }
+            session = sessionOf(tlsSocket, true)
+          } else {
+            session = sessionOf(tlsSocket)
+          }
         })
         const cached = yield* Effect.cached(handshake)
         return { handshake: cached } satisfies TlsUpgrade
