@@ -12,8 +12,9 @@
  * - a **value** is a `Uint8Array`. Decoded values may be views into the chunk
  *   they arrived in; treat them as read-only.
  *
- * Boxes are immutable. Duplicate keys on the wire keep the first key's
- * position and the last value, which is what Twisted's `dict` does.
+ * Boxes are immutable and compare by content, whatever the key order.
+ * Duplicate keys on the wire keep the first key's position and the last
+ * value, which is what Twisted's `dict` does.
  *
  * @since 0.1.0
  */
@@ -184,22 +185,21 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
     return out
   }
 
+  /** Equal when the same keys hold the same bytes: like Twisted's dict, key order does not matter. */
   [Equal.symbol](that: Equal.Equal): boolean {
     if (!isAmpBox(that) || that.size !== this.size) return false
-    const a = [...this.entries]
-    const b = [...that.entries]
-    for (let i = 0; i < a.length; i++) {
-      const [ka, va] = a[i]!
-      const [kb, vb] = b[i]!
-      if (ka !== kb || !bytesEqual(va, vb)) return false
+    for (const [k, v] of this.entries) {
+      const w = that.entries.get(k)
+      if (w === undefined || !bytesEqual(v, w)) return false
     }
     return true
   }
 
   [Hash.symbol](): number {
-    let h = Hash.hash(this.size)
-    for (const [k, v] of this.entries) h = Hash.combine(Hash.combine(h)(Hash.string(k)))(hashBytes(v))
-    return Hash.cached(this, h)
+    // Order-independent: a sum of per-entry hashes.
+    let h = 0
+    for (const [k, v] of this.entries) h = (h + Hash.combine(Hash.string(k))(hashBytes(v))) | 0
+    return Hash.cached(this, Hash.optimize(Hash.combine(Hash.hash(this.size))(h)))
   }
 
   toJSON(): unknown {
