@@ -40,13 +40,14 @@ export type Responders = Registry
  * @example
  * const sum = Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
  */
-export const respond = <C extends Command.Any, E, R>(
+export const respond = <C extends Command.Any, Eff extends Effect.Effect<Command.Response<C>, any, any>>(
   command: C,
-  handler: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, E, R>
-): Command.Responder<R> => ({
+  // The whole Effect type is inferred, so branches failing with different errors need no annotation.
+  handler: (args: Command.Arguments<C>) => Eff
+): Command.Responder<Effect.Effect.Context<Eff>> => ({
   _tag: "Responder",
   command,
-  handle: handler as (args: Record<string, unknown>) => Effect.Effect<unknown, E, R>
+  handle: handler as unknown as (args: Record<string, unknown>) => Effect.Effect<unknown, unknown, Effect.Effect.Context<Eff>>
 })
 
 /** @internal responder for a connection-changing command; `handle` returns what the kind needs. */
