@@ -61,6 +61,8 @@ export interface BoxReceiver {
 export interface Options extends DecoderLimits {
   /** Boxes buffered for a `boxes` stream consumer before the reader waits. Default 1024. */
   readonly boxBuffer?: number
+  /** Sees every box received and sent, for debugging (`effect-amp serve --verbose`). */
+  readonly trace?: (direction: "received" | "sent", box: AmpBox) => void
 }
 
 /**
@@ -158,6 +160,7 @@ export const make = (
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const decoder = new BoxDecoder(options)
+    const trace = options?.trace
     const endDeferred = yield* Deferred.make<End>()
 
     // --- sending -----------------------------------------------------------
@@ -194,6 +197,7 @@ export const make = (
 
     const unsafeSendBox = (box: AmpBox): void => {
       if (locked || switched) throw new ProtocolSwitched({})
+      if (trace !== undefined) trace("sent", box)
       if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
       if (tlsHeld !== undefined) {
         encodedLength(box)
@@ -260,6 +264,7 @@ export const make = (
                 return
               }
               if (box === undefined) break
+              if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
               if (hold !== undefined) yield* hold
               if (switched || endReason !== undefined) return

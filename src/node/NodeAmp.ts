@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
@@ -74,8 +75,12 @@ export const serve = <E = never, R = never>(
       (transport) =>
         Effect.gen(function*() {
           const amp = yield* over(transport, options).pipe(Effect.provideService(Responders, responders))
-          if (options?.onConnection) yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
+          const hook = options?.onConnection
+            ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
+            : undefined
           yield* amp.done
+          // A short grace so a hook that watches `amp.ended` (to log it, say) sees the end.
+          if (hook) yield* Effect.timeoutOption(Fiber.await(hook), "1 second")
         }),
       options
     )
