@@ -18,6 +18,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -34,6 +35,7 @@ import {
   type DecodeError,
   type EncodeError,
   OnlyOneTLS,
+  type PeerVerifyError,
   ProtocolSwitched,
   type TlsError,
   type TransportUnsupported
@@ -146,6 +148,7 @@ const schedule: (f: () => void) => void = typeof setImmediate === "function"
   }
 
 type End = ConnectionEnded | ProtocolSwitched
+type ReadError = ConnectionLost | TlsError | PeerVerifyError
 
 /**
  * A box protocol over `transport`. Closing `scope`'s owner closes the
@@ -233,7 +236,12 @@ export const make = (
 
     const reader = (r: BoxReceiver) =>
       Effect.gen(function*() {
-        const next = yield* Scope.extend(Stream.toPull(transport.incoming), scope)
+        // Prefer the transport's direct queue; fall back to pulling its Stream.
+        const take = transport.takeChunks
+        const next: Effect.Effect<ReadonlyArray<Uint8Array>, Option.Option<ReadError>> = take !== undefined
+          ? Effect.flatMap(Effect.mapError(take, Option.some), (chunks) =>
+            chunks === undefined ? Effect.fail(Option.none()) : Effect.succeed(chunks))
+          : Effect.map(yield* Scope.extend(Stream.toPull(transport.incoming), scope), Chunk.toReadonlyArray)
         for (;;) {
           const pulled = yield* Effect.either(next)
           if (pulled._tag === "Left") {

@@ -337,20 +337,39 @@ export const make = (
      * Sends `entries` with a fresh `_ask` and waits for the reply. `atBoundary`
      * and `afterSend` serve StartTLS and switches.
      */
-    const ask = (
+    const ask = <A = AmpBox>(
       command: Command.Any | undefined,
       name: string,
-      entries: Map<string, Uint8Array>,
+      /** Builds the request box; may throw `InvalidSignature` and the like. */
+      build: () => Map<string, Uint8Array>,
       timeout: Duration.DurationInput | undefined,
+      /** Turns the answer into the result, on the reader's turn; may throw `MalformedAmpBox`. */
+      decode?: (box: AmpBox) => A,
       afterSend?: () => void,
       atBoundary?: (resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void) => Pending["atBoundary"]
-    ): Effect.Effect<AmpBox, CallFailure> => {
-      const call = Effect.async<AmpBox, CallFailure>((resume) => {
+    ): Effect.Effect<A, CallFailure> => {
+      // One Effect.async per call: the request is built, sent and correlated without further effects.
+      const call = Effect.async<A, CallFailure>((resume) => {
         if (endReason !== undefined) return resume(Effect.fail(afterEnd()))
         if (pending.size >= maxOutstanding) return resume(Effect.fail(new TooManyOutstandingCalls({ limit: maxOutstanding })))
+        let entries: Map<string, Uint8Array>
+        try {
+          entries = build()
+        } catch (e) {
+          return resume(Effect.fail(e as CallFailure))
+        }
         const tag = hexTag(++counter)
         entries.set("_ask", utf8(tag))
-        const done = (exit: Exit.Exit<AmpBox, CallFailure>) => resume(exit)
+        const done = (exit: Exit.Exit<AmpBox, CallFailure>) => {
+          if (decode === undefined || exit._tag === "Failure") return resume(exit as Exit.Exit<A, CallFailure>)
+          let value: A
+          try {
+            value = decode(exit.value)
+          } catch (e) {
+            return resume(Exit.fail(e as CallFailure))
+          }
+          resume(Exit.succeed(value))
+        }
         const p: Pending = atBoundary === undefined
           ? { command, name, resume: done }
           : { command, name, resume: done, atBoundary: atBoundary(done)! }
@@ -380,20 +399,13 @@ export const make = (
         return protocol.isBlocked() ? Effect.zipRight(protocol.writable, send) : send
       })
 
-    const request = (command: Command.Any, args: unknown): Effect.Effect<Map<string, Uint8Array>, CallFailure> =>
-      Effect.try({
-        try: () => Command.requestEntries(command, (args ?? {}) as Record<string, unknown>),
-        catch: (e) => e as CallFailure
-      })
-
-    const decodeReply = (command: Command.Any, box: AmpBox) =>
-      Effect.try({ try: () => Command.decodeResponse(command, box), catch: (e) => e as MalformedAmpBox })
+    const request = (command: Command.Any, args: unknown) => () =>
+      Command.requestEntries(command, (args ?? {}) as Record<string, unknown>)
 
     const callRemote: Amp["callRemote"] = (command, args, callOptions) => {
-      const call = Effect.flatMap(request(command, args), (entries) =>
-        command.requiresAnswer
-          ? Effect.flatMap(ask(command, command.name, entries, callOptions?.timeout), (box) => decodeReply(command, box))
-          : Effect.as(fireAndForget(entries), {}))
+      const call = command.requiresAnswer
+        ? ask(command, command.name, request(command, args), callOptions?.timeout, (box) => Command.decodeResponse(command, box))
+        : Effect.suspend(() => Effect.as(fireAndForget(request(command, args)()), {}))
       return traced(command.name, "client", call) as Effect.Effect<any, any>
     }
 
@@ -406,7 +418,7 @@ export const make = (
           entries.set(k, typeof v === "string" ? utf8(v) : v)
         }
         if (callOptions?.requiresAnswer === false) return Effect.as(fireAndForget(entries), unsafeFromMap(new Map()))
-        return ask(undefined, name, entries, callOptions?.timeout)
+        return ask(undefined, name, () => entries, callOptions?.timeout)
       })
 
     const startTls: Amp["startTls"] = (tlsOptions = {}) =>
@@ -417,8 +429,9 @@ export const make = (
         yield* ask(
           StartTLS,
           StartTLS.name,
-          new Map([["_command", StartTLS.wire.nameBytes]]),
+          () => new Map([["_command", StartTLS.wire.nameBytes]]),
           timeout,
+          undefined,
           () => protocol.boundary.prepareTls(),
           (resume) => (box, ok) =>
             ok
@@ -440,13 +453,13 @@ export const make = (
 
     const switchProtocol: Amp["switchProtocol"] = (command, args, callOptions) =>
       Effect.gen(function*() {
-        const entries = yield* request(command, args)
         let connection: RawConnection | undefined
         const box = yield* ask(
           command,
           command.name,
-          entries,
+          request(command, args),
           callOptions?.timeout,
+          undefined,
           () => protocol.boundary.lockForSwitch(),
           (resume) => (reply, ok) =>
             ok
@@ -463,7 +476,7 @@ export const make = (
                 resume(Exit.fail(remoteError({ command, name: command.name, resume }, reply)))
               })
         ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
-        const response = yield* decodeReply(command, box)
+        const response = yield* Effect.try({ try: () => Command.decodeResponse(command, box), catch: (e) => e as MalformedAmpBox })
         return { response: response as any, connection: connection! }
       }).pipe((e) => traced(command.name, "client", e))
 

@@ -102,6 +102,13 @@ export interface TlsUpgrade {
 export interface Transport {
   readonly incoming: Stream.Stream<Uint8Array, ConnectionLost | TlsError | PeerVerifyError>
   /**
+   * Optional fast path to the same bytes as `incoming`: every chunk that is
+   * waiting (at least one), or `undefined` at a clean end. The box protocol
+   * prefers it: pulling a `Stream` costs a channel step per chunk, which
+   * shows in the latency of small calls.
+   */
+  readonly takeChunks?: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ConnectionLost | TlsError | PeerVerifyError>
+  /**
    * Queue bytes for the peer; never blocks. Returns `false` once the bytes
    * buffered in the transport pass its high-water mark: the writer should then
    * wait for `writable` before writing more. Bytes written after the end are

@@ -18,6 +18,7 @@
 import type * as net from "node:net"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
@@ -425,7 +426,17 @@ export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Tran
 
     yield* Effect.addFinalizer(() => close)
 
+    const takeChunks = Effect.suspend(() => mailbox.takeAll).pipe(
+      Effect.map(([chunks, done]) => {
+        if (chunks.length === 0 && done) return undefined
+        const out = Chunk.toReadonlyArray(chunks)
+        for (const c of out) consumed(c)
+        return out
+      })
+    )
+
     const transport: Transport = {
+      takeChunks,
       incoming: Stream.suspend(() => {
         const box = mailbox
         return Mailbox.toStream(box).pipe(Stream.tap((c) => Effect.sync(() => consumed(c))))
