@@ -212,19 +212,9 @@ export class BoxDecoder {
             this.boxStart = this.base + pos
             this.boxPos = pos
           }
-          let n: number
-          if (this.prefixHigh >= 0) {
-            n = (this.prefixHigh << 8) | buf[pos]!
-            this.prefixHigh = -1
-            pos += 1
-          } else if (pos + 1 < len) {
-            n = (buf[pos]! << 8) | buf[pos + 1]!
-            pos += 2
-          } else {
-            this.prefixHigh = buf[pos]!
-            pos += 1
-            continue
-          }
+          const n = this.lengthPrefix(buf, pos)
+          pos = this.pos
+          if (n < 0) continue
           if (n === 0) {
             const box = unsafeFromMap(this.map)
             this.map = undefined
@@ -258,19 +248,9 @@ export class BoxDecoder {
           break
         }
         case State.ValueLength: {
-          let n: number
-          if (this.prefixHigh >= 0) {
-            n = (this.prefixHigh << 8) | buf[pos]!
-            this.prefixHigh = -1
-            pos += 1
-          } else if (pos + 1 < len) {
-            n = (buf[pos]! << 8) | buf[pos + 1]!
-            pos += 2
-          } else {
-            this.prefixHigh = buf[pos]!
-            pos += 1
-            continue
-          }
+          const n = this.lengthPrefix(buf, pos)
+          pos = this.pos
+          if (n < 0) continue
           // The box so far, this value, and the closing 00 00 must fit.
           if (this.base + pos + n + 2 - this.boxStart > this.maxBoxBytes) {
             this.pos = pos
@@ -304,6 +284,27 @@ export class BoxDecoder {
     }
     this.pos = pos
     return undefined
+  }
+
+  /**
+   * Reads a 2-byte length prefix at `pos` (its first byte may have come at
+   * the end of the previous chunk). Leaves the new position in `this.pos`;
+   * returns -1 when only the first byte was there.
+   */
+  private lengthPrefix(buf: Uint8Array, pos: number): number {
+    if (this.prefixHigh >= 0) {
+      const n = (this.prefixHigh << 8) | buf[pos]!
+      this.prefixHigh = -1
+      this.pos = pos + 1
+      return n
+    }
+    if (pos + 1 < buf.length) {
+      this.pos = pos + 2
+      return (buf[pos]! << 8) | buf[pos + 1]!
+    }
+    this.prefixHigh = buf[pos]!
+    this.pos = pos + 1
+    return -1
   }
 
   /** The field completed by the last `gather`. */
