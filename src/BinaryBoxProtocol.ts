@@ -63,6 +63,8 @@ export interface BoxReceiver {
 export interface Options extends DecoderLimits {
   /** Boxes buffered for a `boxes` stream consumer before the reader waits. Default 1024. */
   readonly boxBuffer?: number
+  /** Bytes of boxes gathered in one turn before they are written without waiting for the turn's end. Default 256 KiB. */
+  readonly maxBatchBytes?: number
   /** Sees every box received and sent, for debugging (`effect-amp serve --verbose`). */
   readonly trace?: (direction: "received" | "sent", box: AmpBox) => void
 }
@@ -164,6 +166,7 @@ export const make = (
     const scope = yield* Effect.scope
     const decoder = new BoxDecoder(options)
     const trace = options?.trace
+    const maxBatchBytes = options?.maxBatchBytes ?? 256 * 1024
     const endDeferred = yield* Deferred.make<End>()
 
     // --- sending -----------------------------------------------------------
@@ -192,6 +195,9 @@ export const make = (
     const enqueue = (box: AmpBox): void => {
       pendingBytes += encodedLength(box)
       pending.push(box)
+      // A producer that never yields would otherwise pile a whole turn's boxes up here:
+      // past the batch limit, write now, so `blocked` (and with it `sendBox`) holds it back.
+      if (pendingBytes >= maxBatchBytes) return flush()
       if (!flushScheduled) {
         flushScheduled = true
         schedule(flush)

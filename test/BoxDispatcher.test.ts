@@ -7,6 +7,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
 import { Amp } from "../src/Amp.js"
@@ -68,7 +69,30 @@ const server = Responders.make(
   Responders.respond(Slow, ({ id }) => Effect.as(Effect.sleep(`${Number(id)} millis`), { id }))
 )
 
+/** A tracer that records the names of the spans it is asked to start. */
+const recordingTracer = (names: Array<string>) => {
+  const native = Effect.runSync(Effect.tracer)
+  return Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      names.push(`${kind} ${name}`)
+      return native.span(name, parent, context, links, startTime, kind, options)
+    },
+    context: (f) => f()
+  })
+}
+
 describe("BoxDispatcher", () => {
+  it.scoped("with a tracer installed, each call and each responder runs in a span named after the command", () =>
+    Effect.gen(function*() {
+      const names: Array<string> = []
+      yield* Effect.gen(function*() {
+        const { client } = yield* ampPair({ server })
+        yield* client.callRemote(Sum, { a: 1n, b: 2n })
+      }).pipe(Effect.withTracer(recordingTracer(names)))
+      expect(names).toContain("client AMP Sum")
+      expect(names).toContain("server AMP Sum")
+    }))
+
   it.scoped("answers a call (hello world) at every chunking", () =>
     Effect.gen(function*() {
       for (const size of [1, 3, 1000]) {

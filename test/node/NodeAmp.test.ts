@@ -16,6 +16,9 @@ import { Amp } from "../../src/Amp.js"
 import * as AmpBox from "../../src/AmpBox.js"
 import * as BoxCodec from "../../src/BoxCodec.js"
 import { BoxDecoder } from "../../src/BoxCodec.js"
+import * as Argument from "../../src/Argument.js"
+import * as BinaryBoxProtocol from "../../src/BinaryBoxProtocol.js"
+import * as Command from "../../src/Command.js"
 import * as Demo from "../../src/cli/Demo.js"
 import * as ProtocolSwitch from "../../src/ProtocolSwitch.js"
 import * as Responders from "../../src/Responders.js"
@@ -127,9 +130,10 @@ describe("NodeAmp over TCP and UNIX sockets", () => {
       expect(server.connections()).toBe(1)
     }).pipe(Effect.provide(responders())))
 
-  it.scopedLive("closing the server's scope closes live connections; no socket is left", () =>
+  it.scopedLive("closing the server's scope closes live connections; no socket, server or timer is left", () =>
     Effect.gen(function*() {
-      const before = process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap" || r === "TCPServerWrap").length
+      const counted = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap" || r === "TCPServerWrap" || r === "Timeout").length
+      const before = counted()
       const client = yield* Effect.scoped(Effect.gen(function*() {
         const server = yield* NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port: 0 })
         const raw = net.createConnection({ host: "127.0.0.1", port: portOf(server.address) })
@@ -140,10 +144,39 @@ describe("NodeAmp over TCP and UNIX sockets", () => {
       }))
       yield* Effect.promise(() => new Promise((r) => (client.closed ? r(undefined) : client.once("close", r))))
       yield* Effect.sleep("20 millis")
-      const after = process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap" || r === "TCPServerWrap").length
+      const after = counted()
       expect(client.destroyed).toBe(true)
       expect(after).toBeLessThanOrEqual(before)
     }).pipe(Effect.provide(responders())))
+})
+
+describe("backpressure", () => {
+  it.scopedLive("a peer floods 500 MB at a responder that handles one box per millisecond: memory stays bounded, no box is lost", () =>
+    Effect.gen(function*() {
+      const Slow = Command.make("Slow", { arguments: { seq: Argument.IntegerNumber, blob: Argument.String }, requiresAnswer: false })
+      const seen: Array<number> = []
+      const layer = Responders.layer(Responders.respond(Slow, ({ seq }) => Effect.as(Effect.sleep("1 millis"), {}).pipe(Effect.tap(() => void seen.push(seq)))))
+      const server = yield* NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port: 0 }, { dispatcher: { maxConcurrentCommands: 1 } }).pipe(
+        Effect.provide(layer)
+      )
+      const transport = yield* NodeConnect.tcp("127.0.0.1", portOf(server.address))
+      const sender = yield* BinaryBoxProtocol.make(transport)
+      const blob = new Uint8Array(65000).fill(7)
+      const count = Math.ceil((500 * 1024 * 1024) / 65000)
+      global.gc?.()
+      const before = process.memoryUsage().rss
+      let peak = before
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sampler)))
+      for (let seq = 0; seq < count; seq++) {
+        yield* sender.sendBox(AmpBox.make({ _command: "Slow", seq: String(seq), blob }))
+      }
+      while (seen.length < count) yield* Effect.sleep("20 millis")
+      expect(seen).toEqual(Array.from({ length: count }, (_, i) => i))
+      // Sender, receiver and their buffers share this process; 500 MB went through it.
+      expect(peak - before).toBeLessThan(150 * 1024 * 1024)
+      console.log(`flood: ${count} boxes, peak RSS growth ${((peak - before) / 1048576).toFixed(1)} MB`)
+    }), { timeout: 120_000 })
 })
 
 describe("StartTLS between two boxes", () => {
