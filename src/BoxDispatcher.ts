@@ -211,7 +211,8 @@ export const make = (
       })
     }
 
-    const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
+    /** Sends the answer box; a response that cannot be encoded is returned instead (`BadLocalReturn`). */
+    const sendAnswer = (command: Command.Any, ask: Uint8Array, response: unknown): BadLocalReturn | undefined => {
       const out = new Map<string, Uint8Array>()
       try {
         Command.writeFields(
@@ -222,11 +223,16 @@ export const make = (
           (detail) => new BadLocalReturn({ command: command.name, detail })
         )
       } catch (e) {
-        return answerFailure(command, ask, Cause.fail(e))
+        return e as BadLocalReturn
       }
       out.set("_answer", ask)
       emit(out)
-      return Effect.void
+      return undefined
+    }
+
+    const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
+      const bad = sendAnswer(command, ask, response)
+      return bad === undefined ? Effect.void : answerFailure(command, ask, Cause.fail(bad))
     }
 
     // --- inbound commands ---------------------------------------------------------------
@@ -256,21 +262,38 @@ export const make = (
     const traced = <A, E, R>(name: string, kind: "client" | "server", effect: Effect.Effect<A, E, R>) =>
       tracing ? Effect.withSpan(effect, `AMP ${name}`, { kind, attributes: { "rpc.system": "amp", "rpc.method": name } }) : effect
 
+    /** Runs a responder's effect and answers with its outcome. */
+    const settle = (command: Command.Any, ask: Uint8Array | undefined, result: Effect.Effect<unknown, unknown, Amp>) =>
+      Effect.matchCauseEffect(result, {
+        onFailure: (cause) => answerFailure(command, ask, cause),
+        onSuccess: (response) => (ask === undefined ? Effect.void : answer(command, ask, response))
+      })
+
     const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void, never, Amp> => {
       const command = responder.command
       const args = decodeArgs(command, box)
       // A request that does not fit the command is the responder failing in an unmapped way (Twisted: UNKNOWN).
       if (args instanceof MalformedAmpBox) return answerFailure(command, ask, Cause.fail(args))
-      return responder.handle(args).pipe(
-        Effect.matchCauseEffect({
-          onFailure: (cause) => answerFailure(command, ask, cause),
-          onSuccess: (response) => (ask === undefined ? Effect.void : answer(command, ask, response))
-        }),
-        (e) => traced(command.name, "server", e)
-      )
+      return traced(command.name, "server", settle(command, ask, responder.handle(args)))
     }
 
     const startHandler = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): void => {
+      // Fast path: a responder that answered with a plain value (`Effect.succeed(...)` is an Exit)
+      // is answered right here, in the reader's turn, without a fiber. Spans and failures take the full path.
+      if (!tracing) {
+        const args = decodeArgs(responder.command, box)
+        if (!(args instanceof MalformedAmpBox)) {
+          const result = responder.handle(args)
+          if (Exit.isExit(result) && Exit.isSuccess(result)) {
+            const bad = ask === undefined ? undefined : sendAnswer(responder.command, ask, result.value)
+            if (bad !== undefined) runFork(answerFailure(responder.command, ask, Cause.fail(bad)))
+            return
+          }
+          running++
+          runFork(Effect.ensuring(settle(responder.command, ask, result), release))
+          return
+        }
+      }
       running++
       runFork(Effect.ensuring(handle(responder, box, ask), release))
     }

@@ -10,6 +10,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import { bytesToByteString } from "./AmpBox.js"
 import type { Amp } from "./Amp.js"
@@ -89,7 +90,11 @@ export const layer = <const Rs extends ReadonlyArray<Command.Responder<any>>>(
     Effect.map(Effect.context<Exclude<Requirements<Rs>, Amp>>(), (ctx) =>
       registry(responders.map((r): Command.Responder<Amp> => ({
         ...r,
-        handle: (args) => Effect.provide(r.handle(args), ctx) as Effect.Effect<unknown, unknown, Amp>
+        handle: (args) => {
+          const effect = r.handle(args)
+          // An already-computed result needs no context; keeping it bare lets the dispatcher answer without a fiber.
+          return (Exit.isExit(effect) ? effect : Effect.provide(effect, ctx)) as Effect.Effect<unknown, unknown, Amp>
+        }
       }))))
   )
 
