@@ -155,7 +155,19 @@ const pythonIntPattern = /^\s*[+-]?\d+(?:_\d+)*\s*$/
 export const Integer: Argument<bigint> = make({
   typeName: "Integer",
   fromWire: (bytes) => {
-    // The common case first: plain digits with an optional minus.
+    // The common case first: up to 15 plain digits with an optional minus, exact in a double.
+    const n = bytes.length
+    if (n > 0 && n < 16) {
+      let i = bytes[0] === 0x2d ? 1 : 0
+      let v = 0
+      const digits = i
+      for (; i < n; i++) {
+        const d = bytes[i]! - 0x30
+        if (d < 0 || d > 9) break
+        v = v * 10 + d
+      }
+      if (i === n && n > digits) return BigInt(digits === 1 ? -v : v)
+    }
     const s = asciiOf("Integer", bytes)
     if (!pythonIntPattern.test(s)) fail("Integer", `not an integer: ${JSON.stringify(s)}`)
     return BigInt(s.replace(/_/g, "").trim())
