@@ -329,7 +329,7 @@ const main = async () => {
   const meta = [
     `Date: ${new Date().toISOString()}`,
     `Node ${process.version}, Twisted ${twistedVersion}, ${cpu}, ${os.cpus().length} cores`,
-    `Command: \`npm run bench${argv.length ? ` -- ${argv.filter((a) => a !== "--write-results").join(" ")}` : ""}\` (median of ${runs} runs after a warm-up; ratios > 1x mean effect-amp is better)`
+    `Command: \`npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}\` (median of ${runs} runs after a warm-up; ratios > 1x mean effect-amp is better)`
   ].join("\n\n")
   console.log(`${meta}\n\n${table}`)
   if (argv.includes("--write-results")) {
