@@ -1,26 +1,100 @@
-"""A Twisted AMP peer for effect-amp's interop suite.
-
-Server:  amp_peer.py --listen tcp:0 | --listen unix:PATH  [--cert PEM --key PEM [--ca PEM]]
-         prints "listening tcp 127.0.0.1 PORT" or "listening unix PATH", then serves.
-Client:  amp_peer.py --connect tcp:HOST:PORT | --connect unix:PATH --script NAME [ARG]
-         [--cert PEM --key PEM] [--ca PEM]
-         prints "listening client" first, then one JSON line per result, then exits.
-Stdio:   amp_peer.py --spawn CMD...  drives a child process over its stdin/stdout
-         (as Twisted process pools do), runs the "sum" and "echoall" scripts.
-
-Scripts: sum, echoall, errors, notify, pipeline N, callback, starttls, switch,
-switch-refused, disconnect, lose-while-waiting.
+"""A Twisted AMP peer for effect-amp's interop suite. Run it with /usr/bin/python3.
 
 Every command is defined here with Twisted's own amp.Command; the TypeScript
 side defines the same ones with effect-amp (test/interop/commands.ts).
+
+Usage
+-----
+Server:
+  amp_peer.py --listen tcp:0            (or tcp:PORT; binds 127.0.0.1)
+  amp_peer.py --listen unix:PATH
+      [--cert PEM --key PEM] [--ca PEM]   certificate for StartTLS; --ca makes us verify the peer
+  prints "listening tcp 127.0.0.1 PORT" or "listening unix PATH", then serves
+  every connection with the responders below until killed.
+
+Client (runs one scenario, then exits 0; exits 1 after printing {"error": ...}):
+  amp_peer.py --connect tcp:HOST:PORT | --connect unix:PATH --script NAME [ARG]
+      [--cert PEM --key PEM] [--ca PEM]
+  prints "listening client" first (so every peer starts with one "listening"
+  line), then one JSON line per result.
+
+Stdio (Twisted drives a child process over its stdin/stdout, as process pools do):
+  amp_peer.py --script NAME [ARG] --spawn CMD ARGS...   (--spawn takes the rest of argv)
+
+Every stdout line after the first is one JSON value. Twisted's log goes to stderr.
+The peer exits by itself when its parent process dies.
+
+Scripts (NAME [ARG] -> lines printed)
+-------------------------------------
+  sum                  Sum(13, 81)                         -> {"total": 94}
+  echoall [JSON|-]     EchoAll with each argument set       -> per set: {"ok", "mismatches", "got"}
+                       no ARG: the built-in EDGE_CASES below; JSON: an argument set in the
+                       JSON form below, or a list of them; "-": that JSON read from stdin.
+                       "ok" says the answer equals what was sent; "mismatches" lists the
+                       fields that differ; "got" is the whole answer in the JSON form.
+  errors               Divide by zero, Fail mapped, an unknown command (callRemoteString),
+                       Fail unknown (the responder side then closes)
+                       -> {"divide": "ZERO_DIVISION: ...", "mapped": "MAPPED: ...",
+                           "unhandled": "UNHANDLED", "unknown": "UNKNOWN"}
+                       then, on a second connection, Fail fatal
+                       -> {"fatal": "FATAL: fatal failure", "closed": true}
+  fatal                Fail fatal -> {"fatal": "FATAL: fatal failure"}, then {"closed": true}
+  notify               5 x Notify (requiresAnswer False), then Echo
+                       -> {"echo": "after notes"}, then {"notes": [...GetNotes...]}
+  pipeline [N]         N (default 1000) concurrent Sum calls -> {"ok": true, "n": N}
+  delays               Delay 60,10,40,0,20 ms with ids 0..4 -> {"order": [3, 1, 4, 2, 0]}
+  callback             CallBack(41): the peer calls our Sum(41, 1) back -> {"total": 42}
+  starttls             StartTLS (--cert/--key/--ca), a Sum sent right after, Secure
+                       -> {"total": 5, "tls": true, "peer": "<peer certificate CN or ''>"}
+  switch               SwitchToEcho, then raw bytes -> {"received": "<everything read after
+                       the switch, up to and including our bytes echoed back>"}
+                       (a Twisted server echoes only; ours sends "HELLO;" first)
+  switch-refused       SwitchRefused -> {"refused": "not today"}, then Sum -> {"total": 2}
+  disconnect           Disconnect -> {"lost": "<exception type>"}
+  lose-while-waiting   10 Delay(60 s) calls, then Disconnect -> {"failures": [10 type names]}
+
+JSON form of argument values (echoall input and output)
+-------------------------------------------------------
+  Integer  {"int": "123"}      (input also takes a plain JSON integer)
+  String   {"bytes": "<base64>"}
+  Unicode  "text"
+  Float    {"float": repr(x)}  e.g. "0.1", "-0.0", "inf", "nan" (input also takes a JSON number)
+  Boolean  true / false
+  Decimal  {"decimal": str(d)} e.g. "-1.10E-7", "NaN", "sNaN"
+  DateTime {"datetime": isoformat(timespec="microseconds")} e.g. "2026-11-24T23:59:59.999999+05:45"
+  Path     {"path": "/tmp/x"}
+  ListOf   a JSON array; AmpList: a JSON array of objects
+  Fields are keyed by wire name ("dash-name"); input also takes "dash_name".
+  An absent optional field is left out (input also takes null).
+
+Commands
+--------
+  Sum(a: Integer, b: Integer) -> total: Integer
+  Divide(numerator: Integer, denominator: Integer) -> result: Float; errors ZERO_DIVISION
+  Echo(text: Unicode) -> text: Unicode
+  EchoAll(i: Integer, s: String, u: Unicode, fl: Float, b: Boolean, d: Decimal, dt: DateTime,
+          li: ListOf(Integer), lu: ListOf(Unicode), al: AmpList(x: Integer, y: Unicode?),
+          nested: AmpList(inner: AmpList(z: Integer)), p: Path?, o: Integer?,
+          dash-name: Unicode?) -> the same, echoed
+  Fail(kind: Unicode); errors MAPPED, fatalErrors FATAL; kind "mapped" | "fatal" | other
+          (other raises a plain Exception: UNKNOWN, and Twisted closes the connection)
+  Notify(text: Unicode), requiresAnswer False;  GetNotes() -> notes: ListOf(Unicode)
+  Delay(ms: Integer, id: Integer) -> id: Integer, answered after ms milliseconds
+  CallBack(n: Integer) -> total: Integer, from Sum(a=n, b=1) called back on the same connection
+  StartTLS (amp.StartTLS): our certificate from --cert/--key, verification from --ca
+  Secure() -> tls: Boolean, peer: Unicode (peer certificate's CN, "" when none)
+  SwitchToEcho (ProtocolSwitchCommand): this side becomes a raw echo
+  SwitchRefused (ProtocolSwitchCommand): refused with REFUSED "not today"
+  Disconnect(): drops the connection without answering
 """
+import base64
 import datetime
 import decimal
 import json
+import os
 import sys
 
-from twisted.internet import defer, endpoints, protocol, reactor, ssl
-from twisted.internet.error import ConnectionDone
+from twisted.internet import defer, endpoints, protocol, reactor, ssl, task
 from twisted.protocols import amp
 from twisted.python import filepath
 
@@ -126,27 +200,24 @@ class EchoProtocol(protocol.Protocol):
         self.transport.write(data)
 
 
-class EchoFactory(protocol.ClientFactory):
-    protocol = EchoProtocol
-
-
 class Collector(protocol.Protocol):
-    """The client's side of a switch: collects what the echo sends back."""
+    """The client's side of a switch: collects what comes back."""
 
     def __init__(self):
         self.received = b""
         self.waiting = None
-        self.want = 0
+        self.suffix = None
 
     def dataReceived(self, data):
         self.received += data
-        if self.waiting is not None and len(self.received) >= self.want:
+        if self.waiting is not None and self.received.endswith(self.suffix):
             d, self.waiting = self.waiting, None
             d.callback(self.received)
 
-    def wait(self, n):
-        self.want = n
-        if len(self.received) >= n:
+    def wait_for_suffix(self, suffix):
+        """Fires with everything received once it ends with `suffix`."""
+        self.suffix = suffix
+        if self.received.endswith(suffix):
             return defer.succeed(self.received)
         self.waiting = defer.Deferred()
         return self.waiting
@@ -165,12 +236,14 @@ NOTES = []
 
 
 def load_tls():
-    if "cert" not in OPTIONS:
-        return {}
-    pem = open(OPTIONS["cert"], "rb").read() + open(OPTIONS["key"], "rb").read()
-    out = {"tls_localCertificate": ssl.PrivateCertificate.loadPEM(pem)}
+    """StartTLS arguments from --cert/--key (our certificate) and --ca (verify the peer)."""
+    out = {}
+    if "cert" in OPTIONS:
+        with open(OPTIONS["cert"], "rb") as c, open(OPTIONS["key"], "rb") as k:
+            out["tls_localCertificate"] = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
     if "ca" in OPTIONS:
-        out["tls_verifyAuthorities"] = [ssl.Certificate.loadPEM(open(OPTIONS["ca"], "rb").read())]
+        with open(OPTIONS["ca"], "rb") as c:
+            out["tls_verifyAuthorities"] = [ssl.Certificate.loadPEM(c.read())]
     return out
 
 
@@ -199,7 +272,7 @@ class Peer(amp.AMP):
             raise MappedError("mapped failure")
         if kind == "fatal":
             raise FatalError("fatal failure")
-        raise RuntimeError("unmapped failure")
+        raise Exception("unmapped failure")
 
     @Notify.responder
     def notify(self, text):
@@ -245,36 +318,83 @@ class Peer(amp.AMP):
     @Disconnect.responder
     def disconnect(self):
         self.transport.loseConnection()
-        return defer.Deferred()
+        return defer.Deferred()  # never answers
 
 
-def out(obj):
-    print(json.dumps(obj), flush=True)
+class ClientPeer(Peer):
+    """A Peer that also tells the scenario when its connection ends."""
+
+    def connectionMade(self):
+        amp.AMP.connectionMade(self)
+        self._closed = defer.Deferred()
+
+    def connectionLost(self, reason):
+        amp.AMP.connectionLost(self, reason)
+        if not self._closed.called:
+            self._closed.callback(None)
 
 
-def encode_value(v):
-    """A JSON form of what came back, for comparisons on the TypeScript side."""
+# ---------------------------------------------------------------------------
+# The JSON form of values (see the top of the file)
+# ---------------------------------------------------------------------------
+
+SPECS = {name.decode(): arg for name, arg in ALL}
+
+
+def to_json(v):
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return {"int": str(v)}
     if isinstance(v, bytes):
-        import base64
-
         return {"bytes": base64.b64encode(v).decode()}
     if isinstance(v, float):
         return {"float": repr(v)}
     if isinstance(v, decimal.Decimal):
         return {"decimal": str(v)}
     if isinstance(v, datetime.datetime):
-        return {"datetime": amp.DateTime().toString(v).decode()}
+        return {"datetime": v.isoformat(timespec="microseconds")}
     if isinstance(v, filepath.FilePath):
         return {"path": v.path if isinstance(v.path, str) else v.path.decode()}
     if isinstance(v, list):
-        return [encode_value(x) for x in v]
+        return [to_json(x) for x in v]
     if isinstance(v, dict):
-        return {(k.decode() if isinstance(k, bytes) else k): encode_value(x) for k, x in v.items()}
+        return {wire_name(k): to_json(x) for k, x in v.items() if x is not None}
+    return repr(v)
+
+
+def wire_name(k):
+    """Twisted hands responders Python names (dash_name); the JSON form uses wire names."""
+    k = k.decode() if isinstance(k, bytes) else k
+    return k if k in SPECS or k.replace("_", "-") not in SPECS else k.replace("_", "-")
+
+
+def from_json(v):
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, int):
-        return {"int": str(v)}
-    return repr(v)
+        return v
+    if isinstance(v, float):
+        return v
+    if isinstance(v, list):
+        return [from_json(x) for x in v]
+    if isinstance(v, dict):
+        if len(v) == 1:
+            (tag, x), = v.items()
+            if tag == "int":
+                return int(x)
+            if tag == "bytes":
+                return base64.b64decode(x)
+            if tag == "float":
+                return float(x)
+            if tag == "decimal":
+                return decimal.Decimal(x)
+            if tag == "datetime":
+                return datetime.datetime.fromisoformat(x)
+            if tag == "path":
+                return filepath.FilePath(x)
+        return {k.replace("-", "_"): from_json(x) for k, x in v.items() if x is not None}
+    raise ValueError("not a value of the JSON form: %r" % (v,))
 
 
 def tz(minutes):
@@ -305,6 +425,7 @@ EDGE_CASES = [
 
 
 def same(a, b):
+    """Equality as the wire sees it: NaN equals NaN, -0.0 is not 0.0, Decimal and offsets compare exactly."""
     if isinstance(a, float) and isinstance(b, float):
         return repr(a) == repr(b)
     if isinstance(a, decimal.Decimal) and isinstance(b, decimal.Decimal):
@@ -320,56 +441,75 @@ def same(a, b):
         return a.path == b.path
     if isinstance(a, datetime.datetime) and isinstance(b, datetime.datetime):
         return a == b and a.utcoffset() == b.utcoffset()
-    return a == b
+    return type(a) == type(b) and a == b
+
+
+# ---------------------------------------------------------------------------
+# Client scenarios
+# ---------------------------------------------------------------------------
+
+SCRIPTS = {"sum", "echoall", "errors", "fatal", "notify", "pipeline", "delays", "callback", "starttls",
+           "switch", "switch-refused", "disconnect", "lose-while-waiting"}
+
+
+def out(obj):
+    print(json.dumps(obj), flush=True)
 
 
 @defer.inlineCallbacks
-def run_script(proto, name, arg):
+def run_script(proto, name, arg, reconnect):
     if name == "sum":
         r = yield proto.callRemote(Sum, a=13, b=81)
         out({"total": r["total"]})
     elif name == "echoall":
-        for case in EDGE_CASES:
+        cases = EDGE_CASES if arg is None else arg
+        for case in cases:
             r = yield proto.callRemote(EchoAll, **case)
             mismatches = [k for k in case if not same(case[k], r.get(k))]
             extra = [k for k in r if k not in case and r[k] is not None]
-            out({"ok": not mismatches and not extra, "mismatches": mismatches + extra,
-                 "got": encode_value({k: r.get(k) for k in mismatches})})
+            out({"ok": not mismatches and not extra, "mismatches": [wire_name(k) for k in mismatches + extra],
+                 "got": to_json(r)})
     elif name == "errors":
         results = {}
         try:
             yield proto.callRemote(Divide, numerator=1, denominator=0)
+            results["divide"] = "no error"
         except ZeroDivision as e:
             results["divide"] = "ZERO_DIVISION: " + str(e)
         try:
             yield proto.callRemote(Fail, kind="mapped")
+            results["mapped"] = "no error"
         except MappedError as e:
             results["mapped"] = "MAPPED: " + str(e)
         try:
             yield proto.callRemoteString(b"NoSuchCommand", x=b"1")
-        except amp.UnhandledCommand as e:
+            results["unhandled"] = "no error"
+        except amp.UnhandledCommand:
             results["unhandled"] = "UNHANDLED"
         except amp.RemoteAmpError as e:
             results["unhandled"] = e.errorCode.decode()
         try:
             yield proto.callRemote(Fail, kind="unknown")
-        except amp.UnknownRemoteError as e:
+            results["unknown"] = "no error"
+        except amp.UnknownRemoteError:
             results["unknown"] = "UNKNOWN"
-        except ConnectionDone:
-            results["unknown"] = "closed"
+        except Exception as e:
+            results["unknown"] = type(e).__name__
         out(results)
+        # UNKNOWN closed that connection; a fatal error needs a fresh one.
+        second = yield reconnect()
+        r = yield fatal(second)
+        out(r)
     elif name == "fatal":
-        try:
-            yield proto.callRemote(Fail, kind="fatal")
-        except FatalError as e:
-            out({"fatal": "FATAL: " + str(e)})
-        yield proto._closed
-        out({"closed": True})
+        r = yield fatal(proto, split=True)
+        out(r)
     elif name == "notify":
         for i in range(5):
             proto.callRemote(Notify, text="note %d" % i)
         r = yield proto.callRemote(Echo, text="after notes")
         out({"echo": r["text"]})
+        n = yield proto.callRemote(GetNotes)
+        out({"notes": n["notes"]})
     elif name == "pipeline":
         n = int(arg or 1000)
         ds = [proto.callRemote(Sum, a=i, b=i) for i in range(n)]
@@ -386,26 +526,32 @@ def run_script(proto, name, arg):
         r = yield proto.callRemote(CallBack, n=41)
         out({"total": r["total"]})
     elif name == "starttls":
-        tls = load_tls()
-        yield proto.callRemote(amp.StartTLS, **tls)
-        queued = proto.callRemote(Sum, a=2, b=3)
-        r = yield queued
+        yield proto.callRemote(amp.StartTLS, **load_tls())
+        r = yield proto.callRemote(Sum, a=2, b=3)
         s = yield proto.callRemote(Secure)
         out({"total": r["total"], "tls": s["tls"], "peer": s["peer"]})
     elif name == "switch":
         f = CollectorFactory()
         yield proto.callRemote(SwitchToEcho, f)
-        f.proto.transport.write(b"raw bytes after the switch")
-        got = yield f.proto.wait(len(b"HELLO;raw bytes after the switch"))
-        out({"received": got.decode()})
+        payload = b"raw bytes after the switch"
+        f.proto.transport.write(payload)
+        got = yield f.proto.wait_for_suffix(payload)
+        out({"received": got.decode("utf-8", "replace")})
     elif name == "switch-refused":
         f = CollectorFactory()
         try:
             yield proto.callRemote(SwitchRefused, f)
+            out({"refused": False})
         except Refused as e:
             out({"refused": str(e)})
         r = yield proto.callRemote(Sum, a=1, b=1)
         out({"total": r["total"]})
+    elif name == "disconnect":
+        try:
+            yield proto.callRemote(Disconnect)
+            out({"lost": False})
+        except Exception as e:
+            out({"lost": type(e).__name__})
     elif name == "lose-while-waiting":
         ds = [proto.callRemote(Delay, ms=60000, id=i) for i in range(10)]
         proto.callRemote(Disconnect).addErrback(lambda f: None)
@@ -413,23 +559,32 @@ def run_script(proto, name, arg):
         for d in ds:
             try:
                 yield d
+                failures.append(None)
             except Exception as e:
                 failures.append(type(e).__name__)
         out({"failures": failures})
-    else:
-        raise SystemExit("unknown script " + name)
 
 
-class ClientPeer(Peer):
-    def connectionMade(self):
-        amp.AMP.connectionMade(self)
-        self._closed = defer.Deferred()
+@defer.inlineCallbacks
+def fatal(proto, split=False):
+    """Fail("fatal"): the error arrives, then the responder side closes the connection."""
+    result = {}
+    try:
+        yield proto.callRemote(Fail, kind="fatal")
+        result["fatal"] = "no error"
+    except FatalError as e:
+        result["fatal"] = "FATAL: " + str(e)
+    if split:
+        out(result)
+        result = {}
+    yield proto._closed
+    result["closed"] = True
+    return result
 
-    def connectionLost(self, reason):
-        amp.AMP.connectionLost(self, reason)
-        if not self._closed.called:
-            self._closed.callback(None)
 
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
 
 def parse_args(argv):
     args = {"positional": []}
@@ -437,98 +592,158 @@ def parse_args(argv):
     while i < len(argv):
         a = argv[i]
         if a in ("--listen", "--connect", "--script", "--cert", "--key", "--ca"):
+            if i + 1 >= len(argv):
+                raise SystemExit("amp_peer.py: %s needs a value" % a)
             args[a[2:]] = argv[i + 1]
             i += 2
         elif a == "--spawn":
             args["spawn"] = argv[i + 1:]
             break
+        elif a.startswith("--"):
+            raise SystemExit("amp_peer.py: unknown option %s (see the top of the file)" % a)
         else:
             args["positional"].append(a)
             i += 1
+    if not any(k in args for k in ("listen", "connect", "spawn")):
+        raise SystemExit("amp_peer.py: give --listen, --connect or --spawn (see the top of the file)")
+    if "script" not in args and "listen" not in args:
+        raise SystemExit("amp_peer.py: --connect and --spawn need --script NAME")
+    if "script" in args and args["script"] not in SCRIPTS:
+        raise SystemExit("amp_peer.py: unknown script %s; scripts: %s" % (args["script"], ", ".join(sorted(SCRIPTS))))
+    if ("cert" in args) != ("key" in args):
+        raise SystemExit("amp_peer.py: --cert and --key go together")
     return args
+
+
+def watch_parent():
+    """Exit when the process that started us is gone, so a crashed test run leaves no peers behind."""
+    parent = os.getppid()
+
+    def check():
+        if os.getppid() != parent:
+            os._exit(3)
+
+    task.LoopingCall(check).start(0.5, now=False)
+
+
+def script_arg(args):
+    arg = args["positional"][0] if args["positional"] else None
+    if args["script"] == "echoall" and arg is not None:
+        text = sys.stdin.read() if arg == "-" else arg
+        value = json.loads(text)
+        cases = value if isinstance(value, list) else [value]
+        return [from_json(c) for c in cases]
+    return arg
+
+
+def client_endpoint(where):
+    kind, _, rest = where.partition(":")
+    if kind == "unix":
+        return endpoints.UNIXClientEndpoint(reactor, rest)
+    if kind != "tcp":
+        raise SystemExit("amp_peer.py: --connect takes tcp:HOST:PORT or unix:PATH, not %s" % where)
+    host, _, port = rest.rpartition(":")
+    return endpoints.TCP4ClientEndpoint(reactor, host, int(port))
 
 
 def main():
     from twisted.python import log
 
-    log.startLogging(sys.stderr, setStdout=False)
     args = parse_args(sys.argv[1:])
+    log.startLogging(sys.stderr, setStdout=False)
     for k in ("cert", "key", "ca"):
         if k in args:
             OPTIONS[k] = args[k]
+    watch_parent()
+
     if "listen" in args:
         kind, _, where = args["listen"].partition(":")
         factory = protocol.Factory.forProtocol(Peer)
         if kind == "unix":
-            port = reactor.listenUNIX(where, factory)
+            reactor.listenUNIX(where, factory)
             print("listening unix " + where, flush=True)
-        else:
+        elif kind == "tcp":
             port = reactor.listenTCP(int(where), factory, interface="127.0.0.1")
             print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
+        else:
+            raise SystemExit("amp_peer.py: --listen takes tcp:PORT or unix:PATH, not %s" % args["listen"])
         reactor.run()
         return
-    arg = args["positional"][0] if args["positional"] else None
 
-    def done(result):
-        reactor.stop()
+    # One "listening" line first, before reading stdin: a test writes stdin once the peer has started.
+    print("listening client", flush=True)
+    arg = script_arg(args)
+    status = {"code": 0}
+
+    def done(_):
+        if reactor.running:
+            reactor.stop()
+        else:
+            reactor.callWhenRunning(reactor.stop)
 
     def failed(f):
         out({"error": f.getErrorMessage(), "type": f.type.__name__})
-        reactor.stop()
+        status["code"] = 1
+        done(None)
 
     if "spawn" in args:
-        from twisted.internet import stdio  # noqa: F401  (pools use spawnProcess, as here)
+        class ChildTransport:
+            """What AMP needs of a transport, over a child process's stdin."""
+
+            def __init__(self, pt):
+                self.pt = pt
+                self.disconnecting = False
+
+            def write(self, data):
+                self.pt.write(data)
+
+            def writeSequence(self, seq):
+                self.pt.write(b"".join(seq))
+
+            def loseConnection(self):
+                self.disconnecting = True
+                self.pt.closeStdin()
+
+            def getPeer(self):
+                return None
+
+            def getHost(self):
+                return None
 
         class ChildProto(protocol.ProcessProtocol):
             def __init__(self):
                 self.amp = ClientPeer()
 
             def connectionMade(self):
-                class T:
-                    def __init__(s, pt):
-                        s.pt = pt
+                self.amp.makeConnection(ChildTransport(self.transport))
 
-                    def write(s, data):
-                        s.pt.write(data)
+                def reconnect():
+                    raise RuntimeError("the stdio peer has one connection only")
 
-                    def writeSequence(s, seq):
-                        s.pt.write(b"".join(seq))
-
-                    def loseConnection(s):
-                        s.pt.closeStdin()
-
-                    def getPeer(s):
-                        return None
-
-                    def getHost(s):
-                        return None
-
-                self.amp.makeConnection(T(self.transport))
-                d = run_script(self.amp, args["script"], arg)
+                d = run_script(self.amp, args["script"], arg, reconnect)
                 d.addCallbacks(lambda _: self.transport.closeStdin(), failed)
 
             def outReceived(self, data):
                 self.amp.dataReceived(data)
 
             def processEnded(self, reason):
-                reactor.stop()
+                done(None)
 
-        print("listening client", flush=True)
         cmd = args["spawn"]
         reactor.spawnProcess(ChildProto(), cmd[0], cmd, env=None)
         reactor.run()
-        return
-    kind, _, where = args["connect"].partition(":")
-    if kind == "unix":
-        ep = endpoints.UNIXClientEndpoint(reactor, where)
-    else:
-        host, _, port = where.rpartition(":")
-        ep = endpoints.TCP4ClientEndpoint(reactor, host, int(port))
-    print("listening client", flush=True)
-    d = endpoints.connectProtocol(ep, ClientPeer())
-    d.addCallback(lambda p: run_script(p, args["script"], arg))
+        sys.exit(status["code"])
+
+    ep = client_endpoint(args["connect"])
+
+    def connect():
+        return endpoints.connectProtocol(ep, ClientPeer())
+
+    d = connect()
+    d.addCallback(lambda p: run_script(p, args["script"], arg, connect))
     d.addCallbacks(done, failed)
     reactor.run()
+    sys.exit(status["code"])
 
 
 if __name__ == "__main__":
