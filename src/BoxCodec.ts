@@ -42,7 +42,10 @@ export const MAX_VALUE_LENGTH = 65535
 export interface DecoderLimits {
   /** Largest encoded box accepted, in bytes. Default 16 MiB. */
   readonly maxBoxBytes?: number
-  /** Most keys in one box. Default 4096. */
+  /**
+   * Most key fields in one box. Default 4096. Counted as fields arrive, before
+   * the key is read, so a repeated key counts again.
+   */
   readonly maxKeys?: number
 }
 
