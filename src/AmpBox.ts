@@ -23,8 +23,8 @@ import * as Hash from "effect/Hash"
 import { NodeInspectSymbol } from "effect/Inspectable"
 
 const textEncoder = new TextEncoder()
-const utf8Fatal = new TextDecoder("utf-8", { fatal: true })
-const utf8Lenient = new TextDecoder("utf-8")
+const utf8Fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+const utf8Lenient = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** What {@link AmpBox.make} accepts as a value: bytes, or text written as UTF-8. */
 export type ValueInput = Uint8Array | string
