@@ -328,7 +328,12 @@ describe("test/support/twisted.ts", () => {
           return pid
         })
       )
-      expect(alive(grandchild)).toBe(false)
+      // The grandchild got SIGKILL with its group; it is gone once init has reaped it, which can take a moment.
+      const gone = yield* Effect.suspend(() => (alive(grandchild) ? Effect.fail("still there") : Effect.succeed(true))).pipe(
+        Effect.retry({ times: 100, schedule: Schedule.spaced("20 millis") }),
+        Effect.orElseSucceed(() => false)
+      )
+      expect(gone).toBe(true)
     }))
 
   it.live("startPeer fails, with the peer's stderr, when the peer exits before its first line", () =>
