@@ -1,6 +1,7 @@
 /**
- * Connecting: TCP, UNIX sockets and TLS from the first byte. Each gives a
- * `Transport` whose connection closes with the scope.
+ * Connecting: TCP, UNIX sockets, and TLS from the first byte. Each gives a
+ * `Transport` whose connection closes with the scope (a graceful end, then
+ * destroyed after a bounded wait).
  *
  * @since 0.1.0
  */
@@ -13,25 +14,37 @@ import { ConnectError } from "../AmpError.js"
 import type { TlsOptions, Transport } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
 
-/** Where to connect. */
+/**
+ * Where to connect.
+ *
+ * @since 0.1.0
+ */
 export type Address =
   | { readonly _tag: "tcp"; readonly host: string; readonly port: number }
   | { readonly _tag: "unix"; readonly path: string }
   | { readonly _tag: "tls"; readonly host: string; readonly port: number; readonly tls?: TlsOptions }
 
-/** Options shared by every connection. */
+/**
+ * Options shared by every connection.
+ *
+ * @since 0.1.0
+ */
 export interface Options {
-  /** Give up connecting after this long. Default 10 seconds. */
+  /** Give up connecting (TLS handshake included) after this long. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput
-  /** Passed to the transport (buffers, close timeout). */
+  /** Passed to the transport: buffers, close timeout. */
   readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
 }
 
-/** The address as text: `tcp:HOST:PORT`, `unix:PATH`, `tls:HOST:PORT`. */
+/**
+ * The address as text: `tcp:HOST:PORT`, `unix:PATH`, `tls:HOST:PORT`.
+ *
+ * @since 0.1.0
+ */
 export const format = (address: Address): string =>
-  address._tag === "unix" ? `unix:${address.path}` : `${address._tag}:${address.host}:${address.port}`
+  address._tag === "unix" ? `unix:${address.path}` : NodeTransport.hostPort(address._tag, address.host, address.port)
 
-const reasonOf = (error: NodeJS.ErrnoException, tlsPhase: boolean): ConnectError["reason"] => {
+const reasonOf = (error: NodeJS.ErrnoException, tlsAddress: boolean): ConnectError["reason"] => {
   switch (error.code) {
     case "ECONNREFUSED":
       return "refused"
@@ -40,11 +53,13 @@ const reasonOf = (error: NodeJS.ErrnoException, tlsPhase: boolean): ConnectError
     case "EADDRNOTAVAIL":
       return "unreachable"
     case "ENOENT":
+    case "ENOTFOUND":
       return "not found"
     case "ETIMEDOUT":
       return "timeout"
     default:
-      return tlsPhase || error.code?.startsWith("ERR_SSL") || error.code?.startsWith("ERR_TLS") ? "tls" : "other"
+      // Past the TCP connect, anything on a TLS address is the handshake failing.
+      return tlsAddress || error.code?.startsWith("ERR_SSL") || error.code?.startsWith("ERR_TLS") ? "tls" : "other"
   }
 }
 
@@ -63,20 +78,27 @@ const open = (address: Address): net.Socket => {
         ...NodeTransport.secureContextOptions(options),
         rejectUnauthorized: verify,
         ...(options.servername ? { servername: options.servername } : {}),
-        ...(verify && !options.servername ? { checkServerIdentity: () => undefined } : {})
+        // As with StartTLS: `ca` checks the chain; the name is checked when `servername` asks for it.
+        ...(options.servername ? {} : { checkServerIdentity: () => undefined })
       })
     }
   }
 }
 
 /**
- * Connects and returns the transport. Fails with `ConnectError` naming the
- * address: refused, unreachable, not found (a UNIX path), timeout, or tls.
+ * Connects and returns the transport. Fails with a `ConnectError` naming
+ * the address and the reason: `refused`, `unreachable`, `not found` (a UNIX
+ * path, an unknown host), `timeout`, or `tls` (the handshake failed,
+ * including our refusal of the server's certificate).
+ *
+ * TLS: with `ca`, the server's certificate must verify against it (and
+ * match `servername` when one is given); without `ca`, the server is not
+ * verified, as with Twisted's StartTLS.
  *
  * @since 0.1.0
  */
-export const connect = (address: Address, options?: Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
-  Effect.gen(function*() {
+export const connect: (address: Address, options?: Options) => Effect.Effect<Transport, ConnectError, Scope.Scope> = Effect
+  .fn("NodeConnect.connect")(function*(address: Address, options?: Options) {
     const where = format(address)
     const timeout = options?.timeout ?? Duration.seconds(10)
     // Opening is not interruptible (acquireRelease); waiting for the connection is, so the timeout can act.
@@ -84,21 +106,32 @@ export const connect = (address: Address, options?: Options): Effect.Effect<Tran
       Effect.sync(() => open(address)),
       (s) => Effect.sync(() => s.destroyed || s.destroy())
     )
+    // Until the transport listens: an error between connecting and that must not be unhandled.
+    socket.on("error", () => undefined)
     yield* Effect.async<void, ConnectError>((resume) => {
       const ready = address._tag === "tls" ? "secureConnect" : "connect"
-      const onReady = () => {
+      const cleanup = () => {
+        socket.off(ready, onReady)
         socket.off("error", onError)
+        socket.off("close", onClose)
+      }
+      const onReady = () => {
+        cleanup()
         resume(Effect.void)
       }
       const onError = (error: NodeJS.ErrnoException) => {
-        socket.off(ready, onReady)
+        cleanup()
         resume(Effect.fail(new ConnectError({ address: where, reason: reasonOf(error, address._tag === "tls"), cause: error })))
+      }
+      const onClose = () => {
+        cleanup()
+        resume(Effect.fail(new ConnectError({ address: where, reason: address._tag === "tls" ? "tls" : "other" })))
       }
       socket.once(ready, onReady)
       socket.once("error", onError)
+      socket.once("close", onClose)
       return Effect.sync(() => {
-        socket.off(ready, onReady)
-        socket.off("error", onError)
+        cleanup()
         socket.destroy()
       })
     }).pipe(
@@ -110,14 +143,76 @@ export const connect = (address: Address, options?: Options): Effect.Effect<Tran
     return yield* NodeTransport.fromSocket(socket, {
       ...options?.transport,
       role: "client",
-      kind: address._tag
+      kind: address._tag,
+      ...(address._tag === "unix" ? { peerAddress: where } : {})
     })
   })
 
-/** `connect` to `tcp:host:port`. */
-export const tcp = (host: string, port: number, options?: Options) => connect({ _tag: "tcp", host, port }, options)
-/** `connect` to a UNIX socket path. */
-export const unix = (path: string, options?: Options) => connect({ _tag: "unix", path }, options)
-/** `connect` with TLS from the first byte. */
-export const tlsConnect = (host: string, port: number, tlsOptions?: TlsOptions, options?: Options) =>
+/**
+ * `connect` to `tcp:host:port`.
+ *
+ * @since 0.1.0
+ */
+export const tcp = (host: string, port: number, options?: Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+  connect({ _tag: "tcp", host, port }, options)
+
+/**
+ * `connect` to a UNIX socket path.
+ *
+ * @since 0.1.0
+ */
+export const unix = (path: string, options?: Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+  connect({ _tag: "unix", path }, options)
+
+/**
+ * `connect` with TLS from the first byte.
+ *
+ * @since 0.1.0
+ */
+export const tlsConnect = (
+  host: string,
+  port: number,
+  tlsOptions?: TlsOptions,
+  options?: Options
+): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
   connect({ _tag: "tls", host, port, ...(tlsOptions ? { tls: tlsOptions } : {}) }, options)
+
+/**
+ * `connect` to `tcp:host:port`, options in one record.
+ *
+ * @example
+ * const transport = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: 7710, timeout: "5 seconds" })
+ *
+ * @since 0.1.0
+ */
+export const connectTcp = (
+  options: { readonly host: string; readonly port: number } & Options
+): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+  connect({ _tag: "tcp", host: options.host, port: options.port }, options)
+
+/**
+ * `connect` to a UNIX socket, options in one record.
+ *
+ * @since 0.1.0
+ */
+export const connectUnix = (options: { readonly path: string } & Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+  connect({ _tag: "unix", path: options.path }, options)
+
+/**
+ * `connect` with TLS from the first byte, options in one record
+ * (`ca`, `cert`, `key`, `servername` as in `TlsOptions`).
+ *
+ * @since 0.1.0
+ */
+export const connectTls = (
+  options: { readonly host: string; readonly port: number } & Omit<TlsOptions, "role"> & Options
+): Effect.Effect<Transport, ConnectError, Scope.Scope> => {
+  const { ca, cert, host, key, port, servername } = options
+  const tlsOptions: TlsOptions = {
+    ...(ca !== undefined ? { ca } : {}),
+    ...(cert !== undefined ? { cert } : {}),
+    ...(key !== undefined ? { key } : {}),
+    ...(servername !== undefined ? { servername } : {})
+  }
+  return connect({ _tag: "tls", host, port, tls: tlsOptions }, options)
+}

@@ -2,84 +2,157 @@
  * AMP over a process's standard streams: serve a parent (as Twisted process
  * pools such as ampoule drive their workers), or drive a child.
  *
- * Pipes cannot carry TLS or be handed to another protocol here: StartTLS and
- * protocol switches fail with `TransportUnsupported`.
+ * Pipes cannot carry StartTLS here (it fails with `TransportUnsupported`);
+ * a protocol switch works (`detach`).
  *
  * @since 0.1.0
  */
 import * as childProcess from "node:child_process"
-import { Duplex, type Readable, type Writable } from "node:stream"
+import type { Readable, Writable } from "node:stream"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import { ConnectError } from "../AmpError.js"
 import type { Transport } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
 
 /**
+ * Options of {@link transport}.
+ *
+ * @since 0.1.0
+ */
+export type TransportOptions = Omit<NodeTransport.StreamOptions, "role" | "kind"> & {
+  /** Default `server`: the process on the other end started us. */
+  readonly role?: "client" | "server"
+}
+
+/**
  * A transport reading `input` and writing `output` (by default this
- * process's stdin and stdout). Closing it ends `output`.
+ * process's stdin and stdout), kind `stdio`. Closing it ends `output` and
+ * stops reading `input` (without destroying either, unless `destroyOnClose`).
+ *
+ * Nothing else may write to `output` meanwhile: a `console.log` to stdout
+ * would land in the middle of the byte stream.
  *
  * @since 0.1.0
  */
 export const transport = (
   input: Readable = process.stdin,
-  output: Writable = process.stdout
+  output: Writable = process.stdout,
+  options?: TransportOptions
 ): Effect.Effect<Transport, never, Scope.Scope> =>
-  NodeTransport.fromSocket(Duplex.from({ readable: input, writable: output }), {
-    role: "server",
-    kind: "stdio",
-    upgradable: false
-  })
+  NodeTransport.fromStreams(input, output, { ...options, role: options?.role ?? "server", kind: "stdio" })
 
-/** A child process driven over its stdin and stdout. */
+/**
+ * A child process driven over its stdin and stdout.
+ *
+ * @since 0.1.0
+ */
 export interface Child {
   readonly transport: Transport
   readonly process: childProcess.ChildProcess
 }
 
-/** Options of {@link spawn}. */
-export interface SpawnOptions {
-  readonly cwd?: string
-  readonly env?: NodeJS.ProcessEnv
-  /** How long the child may take to exit once its stdin is closed, before it is killed. Default 2000 ms. */
-  readonly exitTimeoutMillis?: number
-}
-
 /**
- * Spawns `command` and speaks AMP over its pipes (its stderr is passed
- * through). Closing the scope closes the child's stdin and kills it if it
- * has not exited after `exitTimeoutMillis`.
+ * Options of {@link spawn}.
  *
  * @since 0.1.0
  */
-export const spawn = (
+export interface SpawnOptions {
+  readonly cwd?: string
+  readonly env?: NodeJS.ProcessEnv
+  /** Where the child's stderr goes. Default `inherit`. */
+  readonly stderr?: "inherit" | "pipe" | "ignore"
+  /** How long the child may take to exit once its stdin is closed, before it gets SIGTERM. Default 2000 ms. */
+  readonly exitTimeoutMillis?: number
+  /** How long after SIGTERM before SIGKILL. Default 1000 ms. */
+  readonly killTimeoutMillis?: number
+  /** Passed to the transport: buffers, close timeout. */
+  readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
+}
+
+/** Waits for `child` to exit, at most `millis` (then `false`). */
+const exited = (child: childProcess.ChildProcess, millis: number): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(true))
+    const onExit = () => {
+      clearTimeout(timer)
+      resume(Effect.succeed(true))
+    }
+    const timer = setTimeout(() => {
+      child.off("exit", onExit)
+      resume(Effect.succeed(false))
+    }, millis)
+    child.once("exit", onExit)
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      child.off("exit", onExit)
+    })
+  })
+
+/**
+ * Spawns `command` and speaks over its pipes (kind `child`, peer address
+ * `child:PID`). Fails with `ConnectError` (address `child:COMMAND`, reason
+ * `not found` when there is no such program) when the child cannot start.
+ *
+ * Closing the scope ends the child's stdin, waits `exitTimeoutMillis` for
+ * it to exit, then sends SIGTERM, and SIGKILL after `killTimeoutMillis`.
+ *
+ * @since 0.1.0
+ */
+export const spawn: (
   command: string,
   args: ReadonlyArray<string>,
   options?: SpawnOptions
-): Effect.Effect<Child, never, Scope.Scope> =>
-  Effect.gen(function*() {
+) => Effect.Effect<Child, ConnectError, Scope.Scope> = Effect.fn("Stdio.spawn")(
+  function*(command: string, args: ReadonlyArray<string>, options?: SpawnOptions) {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        childProcess.spawn(command, [...args], {
-          stdio: ["pipe", "pipe", "inherit"],
-          ...(options?.cwd ? { cwd: options.cwd } : {}),
-          ...(options?.env ? { env: options.env } : {})
+      Effect.async<childProcess.ChildProcess, ConnectError>((resume) => {
+        const child = childProcess.spawn(command, [...args], {
+          stdio: ["pipe", "pipe", options?.stderr ?? "inherit"],
+          ...(options?.cwd !== undefined ? { cwd: options.cwd } : {}),
+          ...(options?.env !== undefined ? { env: options.env } : {})
         })
-      ),
+        const onSpawn = () => {
+          child.off("error", onError)
+          // Later errors (a failed kill) are not worth a crash; the pipes report the connection's end.
+          child.on("error", () => undefined)
+          resume(Effect.succeed(child))
+        }
+        const onError = (error: NodeJS.ErrnoException) => {
+          child.off("spawn", onSpawn)
+          resume(Effect.fail(
+            new ConnectError({
+              address: `child:${command}`,
+              reason: error.code === "ENOENT" ? "not found" : "other",
+              cause: error
+            })
+          ))
+        }
+        child.once("spawn", onSpawn)
+        child.once("error", onError)
+      }),
       (child) =>
-        Effect.async<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const timer = setTimeout(() => child.kill("SIGKILL"), options?.exitTimeoutMillis ?? 2000)
-          child.once("exit", () => {
-            clearTimeout(timer)
-            resume(Effect.void)
-          })
+        Effect.gen(function*() {
           child.stdin?.end()
+          // Whatever the child still says is dropped, so that it is never stuck writing to a full pipe.
+          child.stdout?.resume()
+          if (!(yield* exited(child, options?.exitTimeoutMillis ?? 2000))) {
+            child.kill("SIGTERM")
+            if (!(yield* exited(child, options?.killTimeoutMillis ?? 1000))) {
+              child.kill("SIGKILL")
+              yield* exited(child, 5000)
+            }
+          }
+          child.stdin?.destroy()
+          child.stdout?.destroy()
         })
     )
-    const t = yield* NodeTransport.fromSocket(Duplex.from({ readable: child.stdout!, writable: child.stdin! }), {
+    const t = yield* NodeTransport.fromStreams(child.stdout!, child.stdin!, {
+      ...options?.transport,
       role: "client",
       kind: "child",
-      upgradable: false
+      peerAddress: `child:${child.pid}`
     })
-    return { transport: t, process: child }
-  })
+    return { transport: t, process: child } satisfies Child
+  }
+)
