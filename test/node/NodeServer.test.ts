@@ -16,7 +16,6 @@ import * as Scope from "effect/Scope"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
-import type { Transport } from "../../src/Transport.js"
 import {
   activeResources,
   bytes,
@@ -28,20 +27,12 @@ import {
   readBytes,
   readToEnd,
   tempDir,
-  text
+  text,
+  echo,
+  local,
+  portOf
 } from "./fixtures/support.js"
 
-const local = { _tag: "tcp", host: "127.0.0.1", port: 0 } as const
-const portOf = (server: NodeServer.Server) => (server.address as { readonly port: number }).port
-
-const echo = (transport: Transport) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const chunks = yield* transport.takeChunks!
-      if (chunks === undefined) return
-      for (const c of chunks) transport.write(c)
-    }
-  })
 
 /** A socket file whose listener died without removing it. */
 const staleSocket = (socketPath: string) => {

@@ -30,20 +30,12 @@ import {
   readStream,
   rogueTls,
   serverTls,
-  text
+  text,
+  echo,
+  local,
+  portOf
 } from "./fixtures/support.js"
 
-const local = { _tag: "tcp", host: "127.0.0.1", port: 0 } as const
-const portOf = (server: NodeServer.Server) => (server.address as { readonly port: number }).port
-
-const echo = (transport: Transport) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const chunks = yield* transport.takeChunks!
-      if (chunks === undefined) return
-      for (const c of chunks) transport.write(c)
-    }
-  })
 
 /** A server that hands each transport to the test and keeps the connection until the test ends. */
 const capturingServer = Effect.gen(function*() {

@@ -26,21 +26,12 @@ import {
   readBytes,
   readToEnd,
   tempDir,
-  text
+  text,
+  echo,
+  local,
+  portOf
 } from "./fixtures/support.js"
 
-/** Writes back every chunk until the peer ends, then closes. */
-const echo = (transport: Transport) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const chunks = yield* transport.takeChunks!
-      if (chunks === undefined) return
-      for (const c of chunks) if (!transport.write(c)) yield* transport.writable
-    }
-  })
-
-const local = { _tag: "tcp", host: "127.0.0.1", port: 0 } as const
-const portOf = (server: NodeServer.Server) => (server.address as { readonly port: number }).port
 
 /** A server whose handler hands each transport to the test, and stays until the test lets go. */
 const capturingServer = (options?: NodeServer.Options) =>
