@@ -1,347 +1,408 @@
 /**
- * `npm run bench`: every workload on effect-amp, a live Twisted peer and a
- * raw-Node baseline, in one run, printed side by side with ratios.
+ * The benchmark: every workload on effect-amp, a live Twisted peer and a
+ * raw-Node baseline, in one run, side by side with ratios.
  *
- *   npm run bench [-- --quick] [--only NAME] [--runs N] [--write-results]
+ *   npx tsx scripts/bench/run.ts [options]        (or: npm run bench -- [options])
  *
- * Each figure is the median of several runs after a warm-up. The machine is
- * shared and noisy: compare the ratios, not the absolute numbers.
+ *   --quick             fewer, shorter runs (under a minute; for smoke tests)
+ *   --only W[,W...]     only these workloads: codec, pipelined, sequential,
+ *                       two-process, mixed, memory, flood
+ *   --json FILE         also write every figure (and every run) as JSON
+ *   --write-results     also write the table to scripts/bench/RESULTS.md
+ *   --runs N            timed runs per figure (default 5, quick 3)
+ *   --seconds S         length of a timed run (default 1; codec 0.5; quick 0.12, codec 0.08)
+ *   --calls N           calls for the memory workload (default 1,000,000; quick 5,000)
+ *   --flood-mib N       bytes the flooding peer sends (default 200; quick 16)
+ *
+ * Each figure is the median of the timed runs, after a warm-up (1 s; codec
+ * 0.5 s; quick: 0.3 s for calls, 0.08 s for the codec) and a full GC. The markdown table goes to stdout, progress to stderr. A figure
+ * that could not be measured (an implementation not wired yet, a peer that
+ * failed) prints "n/a" and the reason goes to stderr.
+ *
+ * Implementations are pluggable: a Node one is an adapter under impl/
+ * (see impl/types.ts, impl/index.ts); Twisted is twisted_bench.py.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as readline from "node:readline"
-import * as Effect from "effect/Effect"
-import * as AmpBox from "../../src/AmpBox.js"
-import * as BoxCodec from "../../src/BoxCodec.js"
-import * as Argument from "../../src/Argument.js"
-import * as Command from "../../src/Command.js"
-import * as BinaryBoxProtocol from "../../src/BinaryBoxProtocol.js"
-import * as BoxDispatcher from "../../src/BoxDispatcher.js"
-import * as Responders from "../../src/Responders.js"
-import * as NodeAmp from "../../src/node/NodeAmp.js"
-import * as NodeConnect from "../../src/node/NodeConnect.js"
-import * as ours from "./impl/effectAmp.js"
-import * as raw from "./impl/rawNode.js"
+import { median } from "./common.js"
+import {
+  type CallRuns,
+  type Contender,
+  type ContenderId,
+  contenders,
+  sourceDir,
+  stopChildren,
+  type Timing,
+  twistedVersion
+} from "./contenders.js"
+import { encode } from "./impl/rawNode.js"
+
+// ---------------------------------------------------------------------------
+// options
+// ---------------------------------------------------------------------------
+
+const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood"] as const
+type Workload = typeof WORKLOADS[number]
 
 const argv = process.argv.slice(2)
-const quick = argv.includes("--quick")
-const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined
-const runs = argv.includes("--runs") ? Number(argv[argv.indexOf("--runs") + 1]) : quick ? 3 : 5
-const PYTHON = process.env.AMP_PYTHON ?? "/usr/bin/python3"
-const here = path.dirname(new URL(import.meta.url).pathname)
-const source = here.includes(`${path.sep}.bench${path.sep}`) ? path.join(here, "..", "..", "..", "scripts", "bench") : here
-const TWISTED = path.join(source, "twisted_bench.py")
-const scale = quick ? 0.2 : 1
-
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-const timed = async (f: () => Promise<void> | void) => {
-  const t = performance.now()
-  await f()
-  return (performance.now() - t) / 1000
+const flag = (name: string) => argv.includes(name)
+const option = (name: string): string | undefined => {
+  const i = argv.indexOf(name)
+  if (i < 0) return undefined
+  const v = argv[i + 1]
+  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`)
+  return v
 }
-const python = (args: ReadonlyArray<string>) => JSON.parse(execFileSync(PYTHON, [TWISTED, ...args], { encoding: "utf8" })) as Record<string, number>
+const numberOption = (name: string): number | undefined => {
+  const v = option(name)
+  if (v === undefined) return undefined
+  const n = Number(v.replace(/_/g, ""))
+  if (!Number.isFinite(n) || n <= 0) fail(`${name}: not a positive number: ${v}`)
+  return n
+}
+function fail(message: string): never {
+  process.stderr.write(`run.ts: ${message}\n`)
+  process.exit(2)
+}
+
+if (flag("--help") || flag("-h")) {
+  const doc = fs.readFileSync(new URL(import.meta.url), "utf8").match(/\/\*\*([\s\S]*?)\*\//)?.[1] ?? ""
+  process.stdout.write(`${doc.replace(/^ \* ?/gm, "").trim()}\n`)
+  process.exit(0)
+}
+const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--seconds", "--calls", "--flood-mib"])
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i]!
+  if (!known.has(a)) fail(`unknown option ${a} (see --help)`)
+  if (!["--quick", "--write-results"].includes(a)) i++
+}
+
+const quick = flag("--quick")
+const only: ReadonlyArray<Workload> = (() => {
+  const v = option("--only")
+  if (v === undefined) return WORKLOADS
+  return v.split(",").map((w) => {
+    const hit = WORKLOADS.find((x) => x === w) ?? WORKLOADS.find((x) => x.startsWith(w))
+    return hit ?? fail(`--only: unknown workload ${w}; one of ${WORKLOADS.join(", ")}`)
+  })
+})()
+const runs = numberOption("--runs") ?? (quick ? 3 : 5)
+const seconds = numberOption("--seconds")
+// effect-amp needs about 0.3 s of calls before the JIT has it warm: the quick warm-up is longer than its runs.
+const rpcTiming: Timing = { warmup: Math.max(seconds ?? 0, quick ? 0.3 : 1), seconds: seconds ?? (quick ? 0.12 : 1), runs }
+const codecTiming: Timing = { warmup: seconds ?? (quick ? 0.08 : 0.5), seconds: seconds ?? (quick ? 0.08 : 0.5), runs }
+const memoryCalls = numberOption("--calls") ?? (quick ? 5_000 : 1_000_000)
+const memoryWarmup = quick ? 1_000 : 50_000
+const floodMiB = numberOption("--flood-mib") ?? (quick ? 16 : 200)
+const jsonFile = option("--json")
+
+// ---------------------------------------------------------------------------
+// rows
+// ---------------------------------------------------------------------------
+
+type PerContender<A> = Partial<Record<ContenderId, A>>
 
 interface Row {
   readonly workload: string
   readonly unit: string
-  readonly ours: number | undefined
-  readonly twisted: number | undefined
-  readonly raw: number | undefined
-  /** true when smaller is better (latency, memory). */
-  readonly lowerIsBetter?: boolean
+  /** Latency and memory: smaller is better. */
+  readonly lowerIsBetter: boolean
+  readonly values: PerContender<number>
+  readonly runs: PerContender<ReadonlyArray<number>>
+  /** Contenders whose measurement failed ("n/a"); a figure that does not apply prints "–". */
+  readonly failed: ReadonlyArray<ContenderId>
 }
 const rows: Array<Row> = []
-const want = (name: string) => only === undefined || name.includes(only)
-const log = (s: string) => process.stderr.write(`${s}\n`)
+const t0 = performance.now()
+const log = (s: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${s}\n`)
 
-// ---------------------------------------------------------------------------
-// codec
-// ---------------------------------------------------------------------------
-
-const codec = () => {
-  const n = Math.round(1_000_000 * scale)
-  const box = AmpBox.make({ _command: "Sum", _ask: "1f", a: "13", b: "81" })
-  const enc = () => {
-    const t = performance.now()
-    for (let i = 0; i < n; i++) BoxCodec.encodeBox(box)
-    return n / ((performance.now() - t) / 1000)
+/** Runs one measurement; a failure is logged and becomes "n/a". */
+const attempt = async <A>(what: string, f: () => Promise<A>): Promise<A | undefined> => {
+  try {
+    return await f()
+  } catch (e) {
+    log(`  n/a: ${what}: ${e instanceof Error ? e.message : String(e)}`)
+    return undefined
   }
-  const rawEnc = () => {
-    const pairs = [["_command", "Sum"], ["_ask", "1f"], ["a", "13"], ["b", "81"]] as const
-    const t = performance.now()
-    for (let i = 0; i < n; i++) raw.encode(pairs)
-    return n / ((performance.now() - t) / 1000)
-  }
-  const many = Buffer.from(BoxCodec.encodeBoxes(Array.from({ length: 1000 }, () => box)))
-  const dec = () => {
-    const d = new BoxCodec.BoxDecoder()
-    const t = performance.now()
-    let count = 0
-    for (let i = 0; i < n / 1000; i++) {
-      d.push(many)
-      while (d.next()) count++
-    }
-    return count / ((performance.now() - t) / 1000)
-  }
-  const rawDec = () => {
-    let count = 0
-    const p = raw.parser(() => count++)
-    const t = performance.now()
-    for (let i = 0; i < n / 1000; i++) p(many)
-    return count / ((performance.now() - t) / 1000)
-  }
-  const big = Buffer.from(BoxCodec.encodeBox(AmpBox.make({ v: new Uint8Array(65535).fill(120) })))
-  const bigRounds = Math.round(20_000 * scale)
-  const dec64 = () => {
-    const d = new BoxCodec.BoxDecoder()
-    const t = performance.now()
-    for (let i = 0; i < bigRounds; i++) {
-      d.push(big)
-      d.next()
-    }
-    return (big.length * bigRounds) / ((performance.now() - t) / 1000) / 1e6
-  }
-  const rawDec64 = () => {
-    const p = raw.parser(() => undefined)
-    const t = performance.now()
-    for (let i = 0; i < bigRounds; i++) p(big)
-    return (big.length * bigRounds) / ((performance.now() - t) / 1000) / 1e6
-  }
-  const results = { enc: [] as Array<number>, rawEnc: [] as Array<number>, dec: [] as Array<number>, rawDec: [] as Array<number>, dec64: [] as Array<number>, rawDec64: [] as Array<number> }
-  enc(), rawEnc(), dec(), rawDec(), dec64(), rawDec64() // warm-up
-  for (let r = 0; r < runs; r++) {
-    results.enc.push(enc())
-    results.rawEnc.push(rawEnc())
-    results.dec.push(dec())
-    results.rawDec.push(rawDec())
-    results.dec64.push(dec64())
-    results.rawDec64.push(rawDec64())
-  }
-  const tw = Array.from({ length: Math.min(runs, 3) }, () => python(["codec", String(Math.round(200_000 * scale))]))
-  rows.push({ workload: "encode small Sum box", unit: "boxes/s", ours: median(results.enc), twisted: median(tw.map((t) => t.encode_small!)), raw: median(results.rawEnc) })
-  rows.push({ workload: "decode small Sum box", unit: "boxes/s", ours: median(results.dec), twisted: median(tw.map((t) => t.decode_small!)), raw: median(results.rawDec) })
-  rows.push({ workload: "decode 64 KiB value", unit: "MB/s", ours: median(results.dec64), twisted: median(tw.map((t) => t.decode_64k_mbps!)), raw: median(results.rawDec64) })
 }
 
-// ---------------------------------------------------------------------------
-// calls
-// ---------------------------------------------------------------------------
-
-const oursInProcess = async (inflight: number, calls: number, latencies?: Array<number>) => {
-  const server = await ours.serve(0)
-  const client = await ours.connect(server.port)
-  await client.run(inflight, Math.max(1000, calls / 10))
-  const seconds = await timed(() => client.run(inflight, calls, latencies))
-  await client.close()
-  await server.close()
-  return calls / seconds
+/** One row from per-contender results; `pick` takes the runs out of a result. */
+const addRow = <A>(
+  workload: string,
+  unit: string,
+  results: PerContender<A | undefined>,
+  pick: (a: A) => ReadonlyArray<number> | number | undefined,
+  lowerIsBetter = false
+) => {
+  const values: PerContender<number> = {}
+  const runsOf: PerContender<ReadonlyArray<number>> = {}
+  const failed: Array<ContenderId> = []
+  for (const c of contenders) {
+    const r = results[c.id]
+    if (r === undefined) failed.push(c.id)
+    const p = r === undefined ? undefined : pick(r)
+    if (p === undefined) continue
+    const xs = typeof p === "number" ? [p] : p
+    if (xs.length === 0) continue
+    values[c.id] = median(xs)
+    runsOf[c.id] = xs
+  }
+  rows.push({ workload, unit, lowerIsBetter, values, runs: runsOf, failed })
 }
 
-const rawInProcess = async (inflight: number, calls: number, latencies?: Array<number>) => {
-  const server = await raw.serve(0)
-  const client = await raw.connect((server.address() as { port: number }).port)
-  const drive = async (n: number, lat?: Array<number>) => {
-    let next = 0
-    await Promise.all(Array.from({ length: inflight }, async () => {
-      while (next < n) {
-        next++
-        const t0 = lat ? performance.now() : 0
-        await client.call()
-        if (lat) lat.push(performance.now() - t0)
+/** `f` for each contender in turn, with progress and n/a handling. */
+const each = async <A>(what: string, f: (c: Contender) => Promise<A>): Promise<PerContender<A | undefined>> => {
+  const out: PerContender<A | undefined> = {}
+  for (const c of contenders) {
+    log(`${what}: ${c.label}`)
+    out[c.id] = await attempt(`${c.label} ${what}`, () => f(c))
+  }
+  return out
+}
+
+const calls = (r: CallRuns) => r.callsPerSec
+const byId = (id: ContenderId) => contenders.find((c) => c.id === id)!
+
+// ---------------------------------------------------------------------------
+// workloads
+// ---------------------------------------------------------------------------
+
+const workloads: Record<Workload, () => Promise<void>> = {
+  codec: async () => {
+    const r = await each("codec", (c) => c.codec(codecTiming))
+    addRow("encode small Sum box (boxes/s)", "boxes/s", r, (x) => x.encodeSmall)
+    addRow("decode small Sum box (boxes/s)", "boxes/s", r, (x) => x.decodeSmall)
+    addRow("encode box with a 64 KiB-1 value (MB/s)", "MB/s", r, (x) => x.encodeBig)
+    addRow("decode box with a 64 KiB-1 value (MB/s)", "MB/s", r, (x) => x.decodeBig)
+  },
+
+  pipelined: async () => {
+    for (const inflight of [100, 1000]) {
+      const r = await each(`pipelined ${inflight}, one process`, (c) => c.inProcess(inflight, rpcTiming, false))
+      addRow(`pipelined Sum, ${inflight} in flight, one process (calls/s)`, "calls/s", r, calls)
+    }
+  },
+
+  sequential: async () => {
+    const r = await each("sequential, one process", (c) => c.inProcess(1, rpcTiming, true))
+    addRow("sequential Sum, 1 in flight, one process (calls/s)", "calls/s", r, calls)
+    addRow("sequential latency p50 (µs)", "µs", r, (x) => x.p50us, true)
+    addRow("sequential latency p99 (µs)", "µs", r, (x) => x.p99us, true)
+  },
+
+  // Both run on the same child servers: see childServers.
+  "two-process": () => childServers(true, only.includes("mixed")),
+  mixed: () => only.includes("two-process") ? Promise.resolve() : childServers(false, true),
+
+  memory: async () => {
+    const r = await each(`memory, ${memoryCalls.toLocaleString("en-US")} calls`, (c) => c.memory(memoryCalls, memoryWarmup))
+    const n = memoryCalls >= 1e6 ? `${memoryCalls / 1e6}M` : memoryCalls >= 1e3 ? `${memoryCalls / 1e3}k` : `${memoryCalls}`
+    addRow("heap after warm-up, after GC (MiB)", "MiB", r, (x) => x.heapWarm, true)
+    addRow(`heap after ${n} calls, after GC (MiB)`, "MiB", r, (x) => x.heapAfter, true)
+    addRow(`RSS after ${n} calls (MiB)`, "MiB", r, (x) => x.rssAfter, true)
+  },
+
+  flood: async () => {
+    const r = await each(`flood, ${floodMiB} MiB at a 1 box/ms responder`, (c) => flood(c))
+    addRow(`flood: peak RSS, ${floodMiB} MiB of 64 KiB boxes at a 1 box/ms responder (MiB)`, "MiB", r, (x) => x.peak, true)
+    addRow("flood: peak RSS − RSS when warm (MiB)", "MiB", r, (x) => x.peak - x.warm, true)
+  }
+}
+
+/**
+ * Each contender's Sum server in a child process, in turn. Two processes:
+ * the contender's own client against it, 100 and 1000 in flight. Mixed:
+ * Twisted's client against each server (the columns name the server), and
+ * each client against Twisted's server (the columns name the client);
+ * Twisted against Twisted is the same figure in both rows.
+ */
+const childServers = async (two: boolean, mixed: boolean) => {
+  const twisted = byId("twisted")
+  const r100: PerContender<CallRuns | undefined> = {}
+  const r1000: PerContender<CallRuns | undefined> = {}
+  const toServer: PerContender<CallRuns | undefined> = {}
+  const fromClient: PerContender<CallRuns | undefined> = {}
+  for (const s of contenders) {
+    log(`${s.label} server in a child process`)
+    const server = await attempt(`${s.label} server`, () => s.startServer())
+    if (!server) continue
+    try {
+      if (two) {
+        log(`  two processes: ${s.label} client, 100 and 1000 in flight`)
+        r100[s.id] = await attempt(`${s.label} two-process 100`, () => s.client(server.port, 100, rpcTiming))
+        r1000[s.id] = await attempt(`${s.label} two-process 1000`, () => s.client(server.port, 1000, rpcTiming))
       }
-    }))
-  }
-  await drive(Math.max(1000, calls / 10))
-  const seconds = await timed(() => drive(calls, latencies))
-  client.close()
-  server.close()
-  return calls / seconds
-}
-
-const pipelined = async (inflight: number) => {
-  const calls = Math.round((inflight >= 1000 ? 200_000 : 100_000) * scale)
-  const o: Array<number> = []
-  const r: Array<number> = []
-  const t: Array<number> = []
-  for (let i = 0; i < runs; i++) {
-    o.push(await oursInProcess(inflight, calls))
-    r.push(await rawInProcess(inflight, calls))
-    if (i < 3) t.push(python(["pipelined", String(inflight), String(Math.round(calls / 4))]).calls_per_s!)
-  }
-  rows.push({ workload: `pipelined Sum, ${inflight} in flight, one process`, unit: "calls/s", ours: median(o), twisted: median(t), raw: median(r) })
-}
-
-const percentile = (xs: Array<number>, p: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)]!
-
-const sequential = async () => {
-  const calls = Math.round(20_000 * scale)
-  const o: Array<number> = []
-  const r: Array<number> = []
-  const t: Array<Record<string, number>> = []
-  const oLat: Array<number> = []
-  const rLat: Array<number> = []
-  for (let i = 0; i < runs; i++) {
-    oLat.length = 0
-    rLat.length = 0
-    o.push(await oursInProcess(1, calls, oLat))
-    r.push(await rawInProcess(1, calls, rLat))
-    if (i < 3) t.push(python(["sequential", String(Math.round(calls / 2))]))
-  }
-  rows.push({ workload: "sequential Sum (1 in flight)", unit: "calls/s", ours: median(o), twisted: median(t.map((x) => x.calls_per_s!)), raw: median(r) })
-  rows.push({ workload: "sequential latency p50", unit: "µs", ours: percentile(oLat, 0.5) * 1000, twisted: median(t.map((x) => x.p50_us!)), raw: percentile(rLat, 0.5) * 1000, lowerIsBetter: true })
-  rows.push({ workload: "sequential latency p99", unit: "µs", ours: percentile(oLat, 0.99) * 1000, twisted: median(t.map((x) => x.p99_us!)), raw: percentile(rLat, 0.99) * 1000, lowerIsBetter: true })
-}
-
-// ---------------------------------------------------------------------------
-// two processes, and mixed
-// ---------------------------------------------------------------------------
-
-const startChild = (cmd: string, args: ReadonlyArray<string>) =>
-  new Promise<{ child: ChildProcess; port: number }>((resolve, reject) => {
-    const child = spawn(cmd, [...args], { stdio: ["ignore", "pipe", "inherit"] })
-    readline.createInterface({ input: child.stdout! }).once("line", (line) => {
-      const port = Number(line.trim().split(/[ :]/).pop())
-      Number.isInteger(port) ? resolve({ child, port }) : reject(new Error(`unexpected: ${line}`))
-    })
-  })
-
-const serverScript = path.join(here, "server.js")
-
-const twoProcesses = async () => {
-  const calls = Math.round(100_000 * scale)
-  const o: Array<number> = []
-  const r: Array<number> = []
-  const t: Array<number> = []
-  const mixedTwClient: Array<number> = []
-  const mixedOurClient: Array<number> = []
-  for (let i = 0; i < runs; i++) {
-    const oursServer = await startChild(process.execPath, [serverScript, "effect-amp"])
-    const c = await ours.connect(oursServer.port)
-    await c.run(100, calls / 10)
-    o.push(calls / (await timed(() => c.run(100, calls))))
-    await c.close()
-    if (i < 3) mixedTwClient.push(python(["client", String(oursServer.port), "100", String(calls / 4)]).calls_per_s!)
-    oursServer.child.kill()
-
-    const rawServer = await startChild(process.execPath, [serverScript, "raw"])
-    const rc = await raw.connect(rawServer.port)
-    const drive = async (n: number) => {
-      let next = 0
-      await Promise.all(Array.from({ length: 100 }, async () => {
-        while (next++ < n) await rc.call()
-      }))
-    }
-    await drive(calls / 10)
-    r.push(calls / (await timed(() => drive(calls))))
-    rc.close()
-    rawServer.child.kill()
-
-    if (i < 3) {
-      const twServer = await startChild(PYTHON, [TWISTED, "serve"])
-      t.push(python(["client", String(twServer.port), "100", String(calls / 4)]).calls_per_s!)
-      const oc = await ours.connect(twServer.port)
-      await oc.run(100, calls / 20)
-      mixedOurClient.push((calls / 4) / (await timed(() => oc.run(100, calls / 4))))
-      await oc.close()
-      twServer.child.kill()
+      if (!mixed) continue
+      if (s.id === "twisted") {
+        toServer.twisted = fromClient.twisted = r100.twisted ??
+          (await attempt("twisted client -> twisted server", () => twisted.client(server.port, 100, rpcTiming)))
+        for (const c of contenders) {
+          if (c.id === "twisted") continue
+          log(`  mixed: ${c.label} client -> twisted server`)
+          fromClient[c.id] = await attempt(`${c.label} client -> twisted server`, () => c.client(server.port, 100, rpcTiming))
+        }
+      } else {
+        log(`  mixed: twisted client -> ${s.label} server`)
+        toServer[s.id] = await attempt(`twisted client -> ${s.label} server`, () => twisted.client(server.port, 100, rpcTiming))
+      }
+    } finally {
+      server.stop()
     }
   }
-  rows.push({ workload: "pipelined Sum, 100 in flight, two processes", unit: "calls/s", ours: median(o), twisted: median(t), raw: median(r) })
-  rows.push({ workload: "mixed: Twisted client → server (ours vs Twisted's)", unit: "calls/s", ours: median(mixedTwClient), twisted: median(t), raw: undefined })
-  rows.push({ workload: "mixed: client (ours vs Twisted's) → Twisted server", unit: "calls/s", ours: median(mixedOurClient), twisted: median(t), raw: undefined })
+  if (two) {
+    addRow("pipelined Sum, 100 in flight, two processes (calls/s)", "calls/s", r100, calls)
+    addRow("pipelined Sum, 1000 in flight, two processes (calls/s)", "calls/s", r1000, calls)
+  }
+  if (mixed) {
+    addRow("mixed: Twisted client → server in column, 100 in flight (calls/s)", "calls/s", toServer, calls)
+    addRow("mixed: client in column → Twisted server, 100 in flight (calls/s)", "calls/s", fromClient, calls)
+  }
+}
+
+/**
+ * A raw peer floods a responder that handles one box per millisecond with
+ * `floodMiB` of `Slow` boxes (64 KiB each, no `_ask`), as fast as the socket
+ * takes them. The responder's process reports its RSS once the first 32
+ * boxes are handled (code warm, nothing queued) and its peak RSS once it
+ * has handled them all.
+ */
+const flood = async (c: Contender): Promise<{ readonly warm: number; readonly peak: number }> => {
+  const box = encode({ _command: "Slow", blob: new Uint8Array(65535).fill(1) })
+  const warmBoxes = 32
+  const count = Math.max(warmBoxes + 1, Math.ceil((floodMiB * 1024 * 1024) / box.length))
+  const server = await c.startServer({ count, warm: warmBoxes })
+  try {
+    const socket = net.createConnection({ host: "127.0.0.1", port: server.port })
+    socket.on("error", () => undefined) // the child exits when done
+    await new Promise<void>((ok, ko) => (socket.once("connect", ok), socket.once("error", ko)))
+    const send = async (n: number) => {
+      for (let i = 0; i < n; i++) if (!socket.write(box)) await new Promise((ok) => socket.once("drain", ok))
+    }
+    await send(warmBoxes)
+    const warm = JSON.parse(await server.nextLine(60_000)) as { readonly warm_rss_mb: number }
+    const report = server.nextLine(count * 20 + 60_000)
+    await send(count - warmBoxes)
+    const end = JSON.parse(await report) as { readonly handled: number; readonly peak_rss_mb: number }
+    socket.destroy()
+    if (end.handled !== count) throw new Error(`handled ${end.handled} of ${count} boxes`)
+    return { warm: warm.warm_rss_mb, peak: end.peak_rss_mb }
+  } finally {
+    server.stop()
+  }
 }
 
 // ---------------------------------------------------------------------------
-// memory
+// output
 // ---------------------------------------------------------------------------
 
-const gc = () => (globalThis as { gc?: () => void }).gc?.()
-const mb = (n: number) => n / 1024 / 1024
+const fmt = (row: Row, id: ContenderId): string => {
+  const n = row.values[id]
+  return n === undefined ? (row.failed.includes(id) ? "n/a" : "–") : figure(n)
+}
+const figure = (n: number): string =>
+  Math.abs(n) >= 100
+    ? Math.round(n).toLocaleString("en-US")
+    : Math.abs(n) >= 10
+    ? n.toFixed(1)
+    : n.toFixed(2)
 
-const memory = async () => {
-  const calls = quick ? 200_000 : 1_000_000
-  const server = await ours.serve(0)
-  const client = await ours.connect(server.port)
-  await client.run(100, 50_000)
-  gc()
-  const heapBefore = process.memoryUsage().heapUsed
-  await client.run(100, calls)
-  gc()
-  const heapAfter = process.memoryUsage().heapUsed
-  const rss = process.memoryUsage().rss
-  await client.close()
-  await server.close()
-  rows.push({ workload: `heap growth after ${calls / 1000}k calls (after GC)`, unit: "MB", ours: mb(heapAfter - heapBefore), twisted: undefined, raw: undefined, lowerIsBetter: true })
-  rows.push({ workload: `RSS after ${calls / 1000}k calls`, unit: "MB", ours: mb(rss), twisted: undefined, raw: undefined, lowerIsBetter: true })
-  rows.push({ workload: "peak RSS, peer floods 64 KiB boxes at a 1 box/ms responder", unit: "MB", ours: await flood(), twisted: undefined, raw: undefined, lowerIsBetter: true })
+/** effect-amp against `other`, oriented so that above 1x means effect-amp is better. */
+const ratio = (row: Row, other: ContenderId): string => {
+  const ours = row.values["effect-amp"]
+  const theirs = row.values[other]
+  if (ours === undefined || theirs === undefined || ours <= 0 || theirs <= 0) return "–"
+  return `${(row.lowerIsBetter ? theirs / ours : ours / theirs).toFixed(2)}x`
 }
 
-/** A raw peer writes as fast as the socket takes it; the responder handles one box per millisecond. */
-const flood = async () => {
-  const total = quick ? 40 * 1024 * 1024 : 200 * 1024 * 1024
-  const Slow = Command.make("Slow", { arguments: { blob: Argument.String }, requiresAnswer: false })
-  let handled = 0
-  const layer = Responders.layer(Responders.respond(Slow, () => Effect.as(Effect.sleep("1 millis"), {}).pipe(Effect.tap(() => void handled++))))
-  let peak = process.memoryUsage().rss
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20)
-  const program = Effect.gen(function*() {
-    const server = yield* NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port: 0 }, { dispatcher: { maxConcurrentCommands: 1 } })
-    const port = (server.address as { port: number }).port
-    const transport = yield* NodeConnect.tcp("127.0.0.1", port)
-    const protocol = yield* BinaryBoxProtocol.make(transport)
-    void BoxDispatcher
-    const box = AmpBox.make({ _command: "Slow", blob: new Uint8Array(65000).fill(1) })
-    const n = Math.ceil(total / 65000)
-    for (let i = 0; i < n; i++) yield* protocol.sendBox(box)
-    while (handled < n) yield* Effect.sleep("50 millis")
-  }).pipe(Effect.scoped, Effect.provide(layer))
-  await Effect.runPromise(program)
-  clearInterval(sampler)
-  return mb(peak)
+/** Columns: every contender, then effect-amp's ratio to each other one. */
+const table = (): string => {
+  const others = contenders.filter((c) => c.id !== "effect-amp")
+  return [
+    `| workload | ${contenders.map((c) => c.label).join(" | ")} | ${others.map((c) => `ratio vs ${c.id}`).join(" | ")} |`,
+    `|---|${contenders.map(() => "---:|").join("")}${others.map(() => "---:|").join("")}`,
+    ...rows.map((r) =>
+      `| ${r.workload} | ${contenders.map((c) => fmt(r, c.id)).join(" | ")} | ${
+        others.map((c) => ratio(r, c.id)).join(" | ")
+      } |`
+    )
+  ].join("\n")
 }
 
-// ---------------------------------------------------------------------------
+const LEGEND = [
+  "Ratios: effect-amp against the column, oriented so that **above 1x means effect-amp is better**",
+  "(throughput: ours / theirs; latency and memory: theirs / ours).",
+  "Each figure is the median of the timed runs, after a warm-up. \"One process\": client and server",
+  "share one process (and one core) over loopback TCP; \"two processes\": the server runs in a child.",
+  "Mixed rows: the column names the server (Twisted client →) or the client (→ Twisted server).",
+  "Memory rows run in a fresh process per implementation, client and server together, 100 in flight;",
+  "Python has no heap figure comparable to V8's (\"–\"; \"n/a\" means the measurement failed). Flood: the responder handles one box at a time,",
+  "1 ms each (effect-amp: `maxConcurrentCommands: 1`; raw node: pauses the socket at 16 queued boxes;",
+  "Twisted: a `DeferredLock`, AMP keeps reading). Codec decode input arrives in 64 KiB reads.",
+  "The machine is shared: compare ratios, not absolute figures."
+].join("\n")
 
-const fmt = (n: number | undefined) =>
-  n === undefined ? "–" : n >= 1000 ? Math.round(n).toLocaleString("en-US") : n >= 10 ? n.toFixed(1) : n.toFixed(2)
-const ratio = (a: number | undefined, b: number | undefined, lower?: boolean) =>
-  a === undefined || b === undefined || b === 0 ? "–" : `${(lower ? b / a : a / b).toFixed(2)}x`
+/** The command line as typed, as near as we can tell. */
+const commandLine = (): string => {
+  const args = argv.map((a) => (/^[\w./,=:-]+$/.test(a) ? a : `'${a}'`)).join(" ")
+  if (process.env.npm_lifecycle_event === "bench") return `npm run bench${args ? ` -- ${args}` : ""}`
+  const script = path.relative(process.cwd(), process.argv[1] ?? "scripts/bench/run.ts")
+  const viaTsx = process.execArgv.some((a) => a.includes("tsx"))
+  const nodeFlags = process.execArgv.filter((a, i, all) => !a.includes("tsx") && !(all[i + 1]?.includes("tsx") && a.startsWith("--")))
+  return `${viaTsx ? "npx tsx" : "node"}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""} ${script}${args ? ` ${args}` : ""}`
+}
 
 const main = async () => {
-  const twistedVersion = execFileSync(PYTHON, ["-c", "import twisted; print(twisted.__version__)"], { encoding: "utf8" }).trim()
-  if (want("codec")) (log("codec..."), codec())
-  if (want("pipelined")) {
-    log("pipelined 100...")
-    await pipelined(100)
-    log("pipelined 1000...")
-    await pipelined(1000)
+  process.once("SIGINT", () => (stopChildren(), process.exit(130)))
+  const twistedV = await twistedVersion()
+  log(`workloads: ${only.join(", ")}${quick ? " (quick)" : ""}; ${runs} runs`)
+  for (const w of only) await workloads[w]()
+  const cpus = os.cpus()
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus[0]?.model ?? "unknown",
+    cores: cpus.length,
+    twisted: twistedV,
+    command: commandLine(),
+    quick,
+    runs,
+    rpcTiming,
+    codecTiming,
+    memoryCalls,
+    floodMiB,
+    seconds: Math.round((performance.now() - t0) / 100) / 10
   }
-  if (want("sequential")) (log("sequential..."), await sequential())
-  if (want("two")) (log("two processes and mixed..."), await twoProcesses())
-  if (want("memory")) (log("memory..."), await memory())
-  const header = "| workload | unit | effect-amp | Twisted | raw Node | vs Twisted | vs raw Node |\n|---|---|---:|---:|---:|---:|---:|"
-  const table = [header, ...rows.map((r) =>
-    `| ${r.workload} | ${r.unit} | ${fmt(r.ours)} | ${fmt(r.twisted)} | ${fmt(r.raw)} | ${ratio(r.ours, r.twisted, r.lowerIsBetter)} | ${ratio(r.ours, r.raw, r.lowerIsBetter)} |`
-  )].join("\n")
-  const cpu = os.cpus()[0]?.model ?? "unknown CPU"
-  const meta = [
-    `Date: ${new Date().toISOString()}`,
-    `Node ${process.version}, Twisted ${twistedVersion}, ${cpu}, ${os.cpus().length} cores`,
-    `Command: \`npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}\` (median of ${runs} runs after a warm-up; ratios > 1x mean effect-amp is better)`
-  ].join("\n\n")
-  console.log(`${meta}\n\n${table}`)
-  if (argv.includes("--write-results")) {
-    const file = path.join(source, "RESULTS.md")
-    const notes = fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("<!-- notes -->")[1] ?? "" : ""
-    fs.writeFileSync(file, `# Benchmark results\n\n${meta}\n\n${table}\n\n<!-- notes -->${notes}`)
+  const header = [
+    `- Date: ${meta.date}`,
+    `- Node ${meta.node}; Twisted ${meta.twisted} (${PYTHON_NAME}); CPU: ${meta.cpu}, ${meta.cores} cores (os.cpus())`,
+    `- Command: \`${meta.command}\`${quick ? " (quick: short runs, rough figures)" : ""}`,
+    `- ${runs} timed run${runs === 1 ? "" : "s"} of ${rpcTiming.seconds} s per call figure (codec: ${codecTiming.seconds} s); took ${meta.seconds} s`
+  ].join("\n")
+  const markdown = `${header}\n\n${table()}\n\n${LEGEND}\n`
+  process.stdout.write(markdown)
+  if (flag("--write-results")) {
+    const file = path.join(sourceDir, "RESULTS.md")
+    const previous = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : ""
+    const notes = previous.includes(NOTES) ? previous.slice(previous.indexOf(NOTES)) : `${NOTES}\n`
+    fs.writeFileSync(file, `# Benchmark results\n\n${markdown}\n${notes}`)
     log(`wrote ${file}`)
   }
-  process.exit(0)
+  if (jsonFile !== undefined) {
+    fs.writeFileSync(jsonFile, `${JSON.stringify({ meta, rows }, null, 2)}\n`)
+    log(`wrote ${jsonFile}`)
+  }
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+const NOTES = "<!-- notes -->"
+const PYTHON_NAME = path.basename(process.env.AMP_PYTHON ?? "/usr/bin/python3")
+
+main().then(
+  () => (stopChildren(), process.exit(0)),
+  (e) => {
+    console.error(e)
+    stopChildren()
+    process.exit(1)
+  }
+)

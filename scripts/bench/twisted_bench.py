@@ -1,14 +1,35 @@
-"""Twisted's side of `npm run bench`: the same workloads with twisted.protocols.amp.
+"""Twisted's side of the benchmark: the same workloads with twisted.protocols.amp.
 
-  twisted_bench.py codec N                      -> {"encode_small":..., "decode_small":..., "decode_64k_mbps":...}
-  twisted_bench.py pipelined INFLIGHT CALLS     -> {"calls_per_s":...}  (client and server in one reactor)
-  twisted_bench.py sequential CALLS             -> {"calls_per_s":..., "p50_us":..., "p99_us":...}
-  twisted_bench.py serve                        -> prints "listening tcp 127.0.0.1 PORT", serves Sum
-  twisted_bench.py client PORT INFLIGHT CALLS   -> {"calls_per_s":...}
+Run with /usr/bin/python3 (the Python that has Twisted). Every mode prints one
+line of JSON on stdout; rates are lists, one figure per timed run (after a
+warm-up), and the harness takes the median.
+
+  --codec [--parse-string]                  encode/decode (BinaryBoxProtocol.dataReceived, 64 KiB
+                                            reads; and amp.parseString) of the small Sum box
+                                            (boxes/s) and of a box with one 65535-byte value (MB/s)
+  --pipelined --inflight N                  Sum calls, client and server in one reactor (calls/s)
+  --sequential                              one call in flight: calls/s, p50/p99 latency (us)
+  --serve                                   serves Sum; prints "listening tcp 127.0.0.1 PORT"
+  --serve --slow COUNT [--slow-warm N]      serves Slow (requiresAnswer=False), one box at a time,
+                                            1 ms each; prints {"warm_rss_mb"} after N boxes (32),
+                                            {"handled", "peak_rss_mb"} after COUNT, and exits
+  --client HOST PORT --inflight N           Sum calls against a server (calls/s)
+  --memory --calls M                        RSS after a warm-up and after M calls (one reactor)
+
+Timing: --seconds T per run (or --calls M per run), --runs R, --warmup W seconds.
 """
-import json, sys, time
-from twisted.internet import defer, protocol, reactor
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.protocols import amp
+
+perf = time.perf_counter
 
 
 class Sum(amp.Command):
@@ -16,122 +37,333 @@ class Sum(amp.Command):
     response = [(b"total", amp.Integer())]
 
 
-class Server(amp.AMP):
+class Slow(amp.Command):
+    arguments = [(b"blob", amp.String())]
+    requiresAnswer = False
+
+
+class SumServer(amp.AMP):
     @Sum.responder
     def sum(self, a, b):
         return {"total": a + b}
 
 
-def codec(n):
-    box = amp.AmpBox({b"_command": b"Sum", b"_ask": b"1f", b"a": b"13", b"b": b"81"})
-    t = time.perf_counter()
-    for _ in range(n):
-        box.serialize()
-    enc = n / (time.perf_counter() - t)
-    data = box.serialize() * 1000
-
-    class Count:
-        count = 0
-
-        def startReceivingBoxes(self, s):
-            pass
-
-        def ampBoxReceived(self, b):
-            Count.count += 1
-
-        def stopReceivingBoxes(self, r):
-            pass
-
-    p = amp.BinaryBoxProtocol(Count())
-    p.makeConnection(type("T", (), {"write": lambda *a: None, "loseConnection": lambda *a: None})())
-    rounds = max(1, n // 1000)
-    t = time.perf_counter()
-    for _ in range(rounds):
-        p.dataReceived(data)
-    dec = Count.count / (time.perf_counter() - t)
-    big = amp.AmpBox({b"v": b"x" * 65535}).serialize()
-    Count.count = 0
-    t = time.perf_counter()
-    for _ in range(2000):
-        p.dataReceived(big)
-    mbps = len(big) * 2000 / (time.perf_counter() - t) / 1e6
-    return {"encode_small": enc, "decode_small": dec, "decode_64k_mbps": mbps}
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1048576
 
 
-@defer.inlineCallbacks
-def drive(proto, inflight, calls, sequential=False):
-    lat = []
-    state = {"next": 0}
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
-    @defer.inlineCallbacks
-    def worker():
-        while state["next"] < calls:
-            state["next"] += 1
-            t0 = time.perf_counter()
-            yield proto.callRemote(Sum, a=13, b=81)
-            if sequential:
-                lat.append(time.perf_counter() - t0)
 
-    t = time.perf_counter()
-    yield defer.gatherResults([worker() for _ in range(inflight)])
-    el = time.perf_counter() - t
-    out = {"calls_per_s": calls / el}
-    if sequential:
-        lat.sort()
-        out["p50_us"] = lat[len(lat) // 2] * 1e6
-        out["p99_us"] = lat[int(len(lat) * 0.99)] * 1e6
+# ---------------------------------------------------------------------------
+# codec
+# ---------------------------------------------------------------------------
+
+
+def rate(op, seconds):
+    """Runs op (which returns units done) for about `seconds`; units per second."""
+    units = 0
+    t0 = perf()
+    end = t0 + seconds
+    while True:
+        units += op()
+        now = perf()
+        if now >= end:
+            return units / (now - t0)
+
+
+def series(op, opts):
+    rate(op, opts.warmup)
+    out = []
+    for _ in range(opts.runs):
+        gc.collect()  # as the Node side does before each run
+        out.append(rate(op, opts.seconds))
     return out
 
 
-def in_process(inflight, calls, sequential=False):
-    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
-    result = {}
+def chunked(data, size=65536):
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+class _Count:
+    count = 0
+
+    def startReceivingBoxes(self, sender):
+        pass
+
+    def ampBoxReceived(self, box):
+        self.count += 1
+
+    def stopReceivingBoxes(self, reason):
+        pass
+
+
+class _NullTransport:
+    def write(self, data):
+        pass
+
+    def loseConnection(self):
+        pass
+
+
+def box_parser():
+    """A BinaryBoxProtocol counting boxes, as on a connection."""
+    counter = _Count()
+    p = amp.BinaryBoxProtocol(counter)
+    p.makeConnection(_NullTransport())
+    return p, counter
+
+
+def codec(opts):
+    small = amp.AmpBox({b"_command": b"Sum", b"_ask": b"1f", b"a": b"13", b"b": b"81"})
+    big = amp.AmpBox({b"v": b"x" * 65535})
+
+    def enc_small():
+        for _ in range(1000):
+            small.serialize()
+        return 1000
+
+    def enc_big():
+        return len(big.serialize())
+
+    # Decode input: a stream of boxes arriving in 64 KiB reads, as from a socket.
+    small_stream = b"".join(
+        amp.AmpBox({b"_command": b"Sum", b"_ask": b"%x" % i, b"a": b"13", b"b": b"81"}).serialize()
+        for i in range(1, 4097)
+    )
+    big_stream = big.serialize() * 32
+    small_chunks, big_chunks = chunked(small_stream), chunked(big_stream)
+
+    def decoder(chunks, result):
+        p, counter = box_parser()
+
+        def op():
+            before = counter.count
+            for c in chunks:
+                p.dataReceived(c)
+            return result(counter.count - before)
+
+        return op
+
+    def parse_string():
+        return len(amp.parseString(small_stream))
+
+    extra = {"decode_small_parseString": series(parse_string, opts)} if opts.parse_string else {}
+    return {
+        **extra,
+        "encode_small": series(enc_small, opts),
+        "decode_small": series(decoder(small_chunks, lambda n: n), opts),
+        "encode_64k_mbps": [r / 1e6 for r in series(enc_big, opts)],
+        "decode_64k_mbps": [r / 1e6 for r in series(decoder(big_chunks, lambda n: n * len(big_stream) / 32), opts)],
+    }
+
+
+# ---------------------------------------------------------------------------
+# calls
+# ---------------------------------------------------------------------------
+
+
+@defer.inlineCallbacks
+def drive(proto, inflight, until=None, calls=None, latencies=None):
+    """`inflight` workers calling Sum until the deadline or the call count; returns calls completed."""
+    state = {"started": 0, "done": 0}
+
+    def more():
+        if until is not None and perf() >= until:
+            return False
+        if calls is not None:
+            if state["started"] >= calls:
+                return False
+            state["started"] += 1
+        return True
 
     @defer.inlineCallbacks
-    def go():
-        from twisted.internet import endpoints
+    def worker():
+        while more():
+            t0 = perf()
+            r = yield proto.callRemote(Sum, a=13, b=81)
+            if r["total"] != 94:
+                raise ValueError("Sum answered %r" % (r,))
+            if latencies is not None:
+                latencies.append(perf() - t0)
+            state["done"] += 1
 
-        ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        p = yield endpoints.connectProtocol(ep, amp.AMP())
-        yield drive(p, inflight, max(1000, calls // 10), sequential)  # warm-up
-        r = yield drive(p, inflight, calls, sequential)
-        result.update(r)
-        reactor.stop()
+    yield defer.gatherResults([worker() for _ in range(inflight)], consumeErrors=True)
+    return state["done"]
+
+
+@defer.inlineCallbacks
+def timed_runs(proto, opts, sequential=False):
+    """Warm-up, then `runs` timed runs: calls/s (and latency percentiles when sequential)."""
+    yield drive(proto, opts.inflight, until=perf() + opts.warmup)
+    out = {"calls_per_s": []}
+    if sequential:
+        out["p50_us"], out["p99_us"] = [], []
+    for _ in range(opts.runs):
+        gc.collect()
+        lat = [] if sequential else None
+        t0 = perf()
+        if opts.calls:
+            n = yield drive(proto, opts.inflight, calls=opts.calls, latencies=lat)
+        else:
+            n = yield drive(proto, opts.inflight, until=t0 + opts.seconds, latencies=lat)
+        out["calls_per_s"].append(n / (perf() - t0))
+        if sequential:
+            lat.sort()
+            out["p50_us"].append(lat[len(lat) // 2] * 1e6)
+            out["p99_us"].append(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e6)
+    return out
+
+
+def run_reactor(body):
+    """Runs the reactor until `body()` (a Deferred) fires; returns its result or exits on failure."""
+    box = {}
+
+    def go():
+        d = defer.maybeDeferred(body)
+
+        def ok(r):
+            box["result"] = r
+
+        def bad(f):
+            box["failure"] = f
+
+        d.addCallbacks(ok, bad).addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(go)
     reactor.run()
-    return result
+    if "failure" in box:
+        box["failure"].printTraceback(file=sys.stderr)
+        sys.exit(1)
+    return box.get("result")
+
+
+def connect(host, port):
+    return endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, host, port), amp.AMP())
+
+
+def listen_sum():
+    return reactor.listenTCP(0, protocol.Factory.forProtocol(SumServer), interface="127.0.0.1")
+
+
+def in_process(opts, sequential=False):
+    @defer.inlineCallbacks
+    def body():
+        port = listen_sum()
+        proto = yield connect("127.0.0.1", port.getHost().port)
+        result = yield timed_runs(proto, opts, sequential)
+        proto.transport.loseConnection()
+        yield port.stopListening()
+        return result
+
+    return run_reactor(body)
+
+
+def client(opts):
+    @defer.inlineCallbacks
+    def body():
+        proto = yield connect(opts.client[0], int(opts.client[1]))
+        result = yield timed_runs(proto, opts)
+        proto.transport.loseConnection()
+        return result
+
+    return run_reactor(body)
+
+
+def memory(opts):
+    @defer.inlineCallbacks
+    def body():
+        port = listen_sum()
+        proto = yield connect("127.0.0.1", port.getHost().port)
+        yield drive(proto, 100, calls=opts.warmup_calls)
+        gc.collect()
+        warm = rss_mb()
+        yield drive(proto, 100, calls=opts.calls)
+        gc.collect()
+        return {"calls": opts.calls, "rss_warm_mb": warm, "rss_after_mb": rss_mb()}
+
+    return run_reactor(body)
+
+
+# ---------------------------------------------------------------------------
+# servers
+# ---------------------------------------------------------------------------
+
+
+def serve(opts):
+    if opts.slow is None:
+        port = listen_sum()
+        print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
+        reactor.run()
+        return None
+    target = opts.slow
+    state = {"handled": 0, "sink": 0}
+
+    class SlowServer(amp.AMP):
+        def __init__(self):
+            amp.AMP.__init__(self)
+            self.lock = defer.DeferredLock()
+
+        def handle(self, blob):
+            state["sink"] += len(blob)
+            state["handled"] += 1
+            if state["handled"] == opts.slow_warm:
+                print(json.dumps({"warm_rss_mb": rss_mb()}), flush=True)
+            if state["handled"] == target:
+                reactor.callLater(0, reactor.stop)
+            return {}
+
+        @Slow.responder
+        def slow(self, blob):
+            # One box at a time, 1 ms each, using its blob: AMP reads on, so boxes wait in memory.
+            return self.lock.run(task.deferLater, reactor, 0.001, self.handle, blob)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(SlowServer), interface="127.0.0.1")
+    print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
+    reactor.run()
+    return {"handled": state["handled"], "peak_rss_mb": peak_rss_mb()}
 
 
 def main():
-    mode = sys.argv[1]
-    if mode == "codec":
-        print(json.dumps(codec(int(sys.argv[2]))))
-    elif mode == "pipelined":
-        print(json.dumps(in_process(int(sys.argv[2]), int(sys.argv[3]))))
-    elif mode == "sequential":
-        print(json.dumps(in_process(1, int(sys.argv[2]), True)))
-    elif mode == "serve":
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
-        print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
-        reactor.run()
-    elif mode == "client":
-        from twisted.internet import endpoints
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--codec", action="store_true")
+    mode.add_argument("--pipelined", action="store_true")
+    mode.add_argument("--sequential", action="store_true")
+    mode.add_argument("--serve", action="store_true")
+    mode.add_argument("--client", nargs=2, metavar=("HOST", "PORT"))
+    mode.add_argument("--memory", action="store_true")
+    ap.add_argument("--inflight", type=int, default=100)
+    ap.add_argument("--calls", type=int, default=0, help="calls per run (instead of --seconds); with --memory, the total")
+    ap.add_argument("--seconds", type=float, default=1.0, help="length of a timed run")
+    ap.add_argument("--runs", type=int, help="timed runs (default 5; 1 with --calls)")
+    ap.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds")
+    ap.add_argument("--warmup-calls", type=int, default=50000, help="--memory: calls before the first measurement")
+    ap.add_argument("--parse-string", action="store_true", help="--codec: also time amp.parseString on the small-box stream")
+    ap.add_argument("--slow", type=int, metavar="COUNT", help="--serve: the slow Slow responder, stop after COUNT boxes")
+    ap.add_argument("--slow-warm", type=int, default=32, metavar="N", help="--slow: report RSS after N boxes")
+    opts = ap.parse_args()
+    if opts.runs is None:
+        opts.runs = 1 if opts.calls else 5
 
-        result = {}
+    if opts.codec:
+        result = codec(opts)
+    elif opts.pipelined:
+        result = in_process(opts)
+    elif opts.sequential:
+        opts.inflight = 1
+        result = in_process(opts, sequential=True)
+    elif opts.serve:
+        result = serve(opts)
+    elif opts.client:
+        result = client(opts)
+    else:
+        result = memory(opts)
+    if result is not None:
+        print(json.dumps(result), flush=True)
 
-        @defer.inlineCallbacks
-        def go():
-            ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", int(sys.argv[2]))
-            p = yield endpoints.connectProtocol(ep, amp.AMP())
-            calls = int(sys.argv[4])
-            yield drive(p, int(sys.argv[3]), max(1000, calls // 10))
-            result.update((yield drive(p, int(sys.argv[3]), calls)))
-            reactor.stop()
 
-        reactor.callWhenRunning(go)
-        reactor.run()
-        print(json.dumps(result))
-
-
-main()
+if __name__ == "__main__":
+    main()

@@ -1,50 +1,116 @@
 /**
- * effect-amp's side of the benchmark: the same Sum over the library's
- * public API (Command, Responders, NodeAmp), compiled, no tracer installed.
+ * effect-amp's adapter for the benchmark harness, over the library's public
+ * API only: `AmpBox` + `BoxCodec` for the codec workloads; `Command.make`,
+ * `Responders`, `NodeAmp.serve`/`connect` and `amp.callRemote` for the calls,
+ * driven from fibers as a user would write them. No tracer is installed.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { Divide, Echo, Sum } from "../../../src/cli/Demo.js"
-import * as Demo from "../../../src/cli/Demo.js"
-import type { Amp } from "../../../src/Amp.js"
-import * as Responders from "../../../src/Responders.js"
-import * as NodeAmp from "../../../src/node/NodeAmp.js"
+import * as AmpBox from "../../../src/AmpBox.js"
+import * as BoxCodec from "../../../src/BoxCodec.js"
+import { budget, type CodecAdapter, type Drive, type NodeAdapter, type Server, type SumClient } from "./types.js"
 
-void Divide
-void Echo
+// ---------------------------------------------------------------------------
+// codec
+// ---------------------------------------------------------------------------
 
-const registry = Responders.layer(...Demo.responders)
-
-/** Serves Sum; returns the port and a stop function. */
-export const serve = async (port: number) => {
-  const scope = Effect.runSync(Scope.make())
-  const server = await Effect.runPromise(
-    NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(registry), Scope.extend(scope))
-  )
-  return {
-    port: (server.address as { port: number }).port,
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+const codec: CodecAdapter = {
+  encoder: (fields) => {
+    const box = AmpBox.make(fields)
+    return () => BoxCodec.encodeBox(box)
+  },
+  decoder: () => {
+    const decoder = new BoxCodec.BoxDecoder()
+    return (chunk) => {
+      decoder.push(chunk)
+      let n = 0
+      while (decoder.next() !== undefined) n++
+      return n
+    }
   }
 }
 
-/** A client; `run(inflight, calls, latencies?)` drives Sum calls from `inflight` fibers. */
-export const connect = async (port: number) => {
+// ---------------------------------------------------------------------------
+// RPC
+// ---------------------------------------------------------------------------
+
+/** The library's RPC modules and the two benchmark commands, loaded once. */
+const rpc = (() => {
+  const load = async () => {
+    const { Argument, Command, Responders } = await import("../../../src/index.js")
+    const { NodeAmp } = await import("../../../src/node/index.js")
+    const Sum = Command.make("Sum", {
+      arguments: { a: Argument.Integer, b: Argument.Integer },
+      response: { total: Argument.Integer }
+    })
+    const Slow = Command.make("Slow", { arguments: { blob: Argument.String }, requiresAnswer: false })
+    return { Responders, NodeAmp, Sum, Slow }
+  }
+  let loaded: ReturnType<typeof load> | undefined
+  return () => (loaded ??= load())
+})()
+
+/** Runs a scoped effect; the resource lives until `close`. */
+const open = async <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => {
   const scope = Effect.runSync(Scope.make())
-  const amp: Amp = await Effect.runPromise(
-    NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(Responders.none), Scope.extend(scope))
+  const value = await Effect.runPromise(Scope.extend(effect, scope))
+  return { value, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+const portOf = (address: unknown): number => (address as { readonly port: number }).port
+
+const serveSum = async (port: number): Promise<Server> => {
+  const { NodeAmp, Responders, Sum } = await rpc()
+  const responders = Responders.layer(Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
+  const { close, value } = await open(
+    NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(responders))
   )
-  const run = (inflight: number, calls: number, latencies?: Array<number>) => {
-    let next = 0
+  return { port: portOf(value.address), close }
+}
+
+const serveSlow = async (port: number, onHandled: () => void): Promise<Server> => {
+  const { NodeAmp, Responders, Slow } = await rpc()
+  let sink = 0
+  const responders = Responders.layer(Responders.respond(Slow, ({ blob }) =>
+    Effect.as(Effect.sleep("1 millis"), {}).pipe(Effect.tap(() => {
+      sink += blob.length
+      onHandled()
+    }))))
+  // One command at a time: 1 box per millisecond, whatever the peer sends.
+  const { close, value } = await open(
+    NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }, { dispatcher: { maxConcurrentCommands: 1 } }).pipe(
+      Effect.provide(responders)
+    )
+  )
+  return { port: portOf(value.address), close: () => close().then(() => void sink) }
+}
+
+const connectSum = async (port: number): Promise<SumClient> => {
+  const { NodeAmp, Responders, Sum } = await rpc()
+  const { close, value: amp } = await open(
+    NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(Responders.none))
+  )
+  const args = { a: 13n, b: 81n }
+  const run = (drive: Drive) => {
+    const more = budget(drive)
+    const lat = drive.latencies
+    let completed = 0
+    // `inflight` fibers, each making calls one after another, as a user would.
     const worker = Effect.gen(function*() {
-      while (next < calls) {
-        next++
-        const t0 = latencies ? performance.now() : 0
-        yield* amp.callRemote(Sum, { a: 13n, b: 81n })
-        if (latencies) latencies.push(performance.now() - t0)
+      while (more()) {
+        const t0 = lat ? performance.now() : 0
+        const { total } = yield* amp.callRemote(Sum, args)
+        if (total !== 94n) return yield* Effect.dieMessage(`Sum answered ${total}`)
+        if (lat) lat.push(performance.now() - t0)
+        completed++
       }
     })
-    return Effect.runPromise(Effect.all(Array.from({ length: inflight }, () => worker), { concurrency: "unbounded", discard: true }))
+    return Effect.runPromise(
+      Effect.all(Array.from({ length: drive.inflight }, () => worker), { concurrency: "unbounded", discard: true })
+    ).then(() => completed)
   }
-  return { run, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+  return { run, close }
 }
+
+export const adapter: NodeAdapter = { name: "effect-amp", codec, serveSum, serveSlow, connectSum }

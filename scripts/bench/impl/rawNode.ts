@@ -1,58 +1,69 @@
 /**
- * The raw-Node baseline: AMP by hand on `node:net`, no Effect, no
- * validation: Sum boxes framed by hand, `_ask` correlation in a Map, writes
- * coalesced per event-loop turn. The ceiling effect-amp is measured against.
+ * The raw-Node baseline: AMP by hand on `node:net`. Hand-rolled framing, an
+ * incremental parser, `_ask` correlation in a Map of callbacks, and the
+ * writes of one event-loop turn coalesced into one `socket.write` (queued,
+ * flushed by `setImmediate`). No Effect, no validation: the ceiling
+ * effect-amp is measured against.
  */
 import * as net from "node:net"
+import { budget, type CodecAdapter, type Drive, type Fields, type NodeAdapter, type Server, type SumClient } from "./types.js"
 
-const enc = (s: string) => Buffer.from(s, "latin1")
+type Box = Record<string, string>
 
-/** Encodes a box of ASCII key/values. */
-export const encode = (pairs: ReadonlyArray<readonly [string, string]>): Buffer => {
-  let n = 2
-  for (const [k, v] of pairs) n += 4 + k.length + v.length
-  const out = Buffer.allocUnsafe(n)
+/** Encodes one box; string values are taken as latin1 (one byte per char). */
+export const encode = (fields: Fields): Buffer => {
+  let size = 2
+  for (const k in fields) size += 4 + k.length + fields[k]!.length
+  const out = Buffer.allocUnsafe(size)
   let at = 0
-  for (const [k, v] of pairs) {
-    out.writeUInt16BE(k.length, at)
+  for (const k in fields) {
+    const v = fields[k]!
+    out[at] = 0
+    out[at + 1] = k.length
     at += 2 + out.write(k, at + 2, "latin1")
-    out.writeUInt16BE(v.length, at)
-    at += 2 + out.write(v, at + 2, "latin1")
+    out[at] = v.length >> 8
+    out[at + 1] = v.length & 0xff
+    at += 2
+    if (typeof v === "string") at += out.write(v, at, "latin1")
+    else (out.set(v, at), (at += v.length))
   }
-  out.writeUInt16BE(0, at)
+  out[at] = 0
+  out[at + 1] = 0
   return out
 }
 
-/** An incremental parser calling `onBox` with each box as a plain object of latin1 strings. */
-export const parser = (onBox: (box: Record<string, string>) => void) => {
+/**
+ * An incremental parser: push chunks, `onBox` gets each box as an object of
+ * latin1 strings. Only the bytes of an unfinished box are kept between chunks.
+ */
+export const parser = (onBox: (box: Box) => void) => {
   let pending: Buffer | undefined
-  return (chunk: Buffer) => {
-    let buf = pending ? Buffer.concat([pending, chunk]) : chunk
+  return (chunk: Buffer): void => {
+    const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk])
+    const end = buf.length
     let at = 0
     let start = 0
-    let box: Record<string, string> = {}
-    while (at + 2 <= buf.length) {
-      const kl = buf.readUInt16BE(at)
+    let box: Box = {}
+    while (at + 2 <= end) {
+      const kl = (buf[at]! << 8) | buf[at + 1]!
       if (kl === 0) {
         at += 2
+        start = at
         onBox(box)
         box = {}
-        start = at
         continue
       }
-      if (at + 2 + kl + 2 > buf.length) break
-      const key = buf.toString("latin1", at + 2, at + 2 + kl)
-      const vl = buf.readUInt16BE(at + 2 + kl)
-      if (at + 4 + kl + vl > buf.length) break
-      box[key] = buf.toString("latin1", at + 4 + kl, at + 4 + kl + vl)
+      if (at + 4 + kl > end) break
+      const vl = (buf[at + 2 + kl]! << 8) | buf[at + 3 + kl]!
+      if (at + 4 + kl + vl > end) break
+      box[buf.toString("latin1", at + 2, at + 2 + kl)] = buf.toString("latin1", at + 4 + kl, at + 4 + kl + vl)
       at += 4 + kl + vl
     }
-    pending = start < buf.length ? buf.subarray(start) : undefined
-    buf = undefined as never
+    pending = start < end ? buf.subarray(start) : undefined
   }
 }
 
-/** A socket writer that sends everything written in one turn as one write. */
+/** A writer that sends everything written in one event-loop turn as one `socket.write`. */
 const coalescing = (socket: net.Socket) => {
   let queue: Array<Buffer> = []
   const flush = () => {
@@ -60,49 +71,128 @@ const coalescing = (socket: net.Socket) => {
     queue = []
     socket.write(q.length === 1 ? q[0]! : Buffer.concat(q))
   }
-  return (b: Buffer) => {
+  return (b: Buffer): void => {
     if (queue.push(b) === 1) setImmediate(flush)
   }
 }
 
-/** Serves Sum on `port` (0: a free one). */
-export const serve = (port: number): Promise<net.Server> =>
-  new Promise((resolve) => {
+const listen = (port: number, onSocket: (socket: net.Socket) => void): Promise<Server> =>
+  new Promise((resolve, reject) => {
+    const sockets = new Set<net.Socket>()
     const server = net.createServer((socket) => {
-      socket.setNoDelay(true)
-      const write = coalescing(socket)
-      socket.on("data", parser((box) => {
-        const total = (BigInt(box.a!) + BigInt(box.b!)).toString()
-        write(encode([["_answer", box._ask!], ["total", total]]))
-      }))
+      sockets.add(socket)
+      socket.on("close", () => sockets.delete(socket))
       socket.on("error", () => undefined)
+      socket.setNoDelay(true)
+      onSocket(socket)
     })
-    server.listen(port, "127.0.0.1", () => resolve(server))
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        close: () =>
+          new Promise<void>((done) => {
+            for (const s of sockets) s.destroy()
+            server.close(() => done())
+          })
+      }))
   })
 
-/** A client: `call()` sends Sum(13, 81) and resolves with the total. */
-export const connect = (port: number) =>
-  new Promise<{ call: () => Promise<string>; close: () => void }>((resolve) => {
-    const socket = net.createConnection({ host: "127.0.0.1", port }, () => {
+const codec: CodecAdapter = {
+  encoder: (fields) => () => encode(fields),
+  decoder: () => {
+    let count = 0
+    const push = parser(() => count++)
+    return (chunk) => {
+      count = 0
+      push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+      return count
+    }
+  }
+}
+
+/** Serves Sum: `total = a + b`. */
+const serveSum = (port: number): Promise<Server> =>
+  listen(port, (socket) => {
+    const write = coalescing(socket)
+    socket.on("data", parser((box) => {
+      write(encode({ _answer: box._ask!, total: String(Number(box.a) + Number(box.b)) }))
+    }))
+  })
+
+/**
+ * Serves Slow: boxes queue up and are handled one per millisecond. The
+ * socket is paused while 16 boxes wait, so a flood stays in the kernel's
+ * buffers and the peer's, not in this process.
+ */
+const serveSlow = (port: number, onHandled: () => void): Promise<Server> => {
+  let sink = 0
+  return listen(port, (socket) => {
+    const queue: Array<Box> = []
+    let busy = false
+    const next = (): void => {
+      const box = queue.shift()
+      if (box === undefined) return void (busy = false)
+      busy = true
+      if (queue.length < 4 && socket.isPaused()) socket.resume()
+      setTimeout(() => {
+        sink += box.blob?.length ?? 0
+        onHandled()
+        next()
+      }, 1)
+    }
+    socket.on("data", parser((box) => {
+      queue.push(box)
+      if (queue.length >= 16) socket.pause()
+      if (!busy) next()
+    }))
+  })
+}
+
+/** A Sum client: callbacks keyed by `_ask` in a Map. */
+const connectSum = (port: number): Promise<SumClient> =>
+  new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: "127.0.0.1", port })
+    socket.once("error", reject)
+    socket.once("connect", () => {
       socket.setNoDelay(true)
       const write = coalescing(socket)
       const waiting = new Map<string, (total: string) => void>()
       let tag = 0
       socket.on("data", parser((box) => {
-        const w = waiting.get(box._answer!)
-        waiting.delete(box._answer!)
-        w?.(box.total!)
+        const ask = box._answer!
+        const k = waiting.get(ask)
+        waiting.delete(ask)
+        k?.(box.total!)
       }))
-      resolve({
-        call: () =>
-          new Promise((r) => {
-            const ask = (++tag).toString(16)
-            waiting.set(ask, r)
-            write(encode([["_command", "Sum"], ["_ask", ask], ["a", "13"], ["b", "81"]]))
-          }),
-        close: () => socket.destroy()
-      })
+      const call = (k: (total: string) => void) => {
+        const ask = (++tag).toString(16)
+        waiting.set(ask, k)
+        write(encode({ _command: "Sum", _ask: ask, a: "13", b: "81" }))
+      }
+      const run = (drive: Drive) =>
+        new Promise<number>((done, fail) => {
+          const more = budget(drive)
+          const lat = drive.latencies
+          let completed = 0
+          let live = drive.inflight
+          const worker = (): void => {
+            if (!more()) {
+              if (--live === 0) done(completed)
+              return
+            }
+            const t0 = lat ? performance.now() : 0
+            call((total) => {
+              if (total !== "94") return fail(new Error(`Sum answered ${total}`))
+              if (lat) lat.push(performance.now() - t0)
+              completed++
+              worker()
+            })
+          }
+          for (let i = 0; i < drive.inflight; i++) worker()
+        })
+      resolve({ run, close: async () => void socket.destroy() })
     })
   })
 
-export { enc }
+export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, connectSum }

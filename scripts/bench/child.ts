@@ -1,0 +1,60 @@
+/**
+ * The harness's child processes (Node implementations), one job each:
+ *
+ *   child.ts serve IMPL sum            serves Sum; prints "listening tcp 127.0.0.1 PORT"; runs until killed
+ *   child.ts serve IMPL slow COUNT WARM
+ *                                      serves Slow (1 box/ms); prints {"warm_rss_mb"} after WARM
+ *                                      boxes, {"handled", "peak_rss_mb"} after COUNT, and exits
+ *   child.ts memory IMPL CALLS WARMUP  Sum client and server in this process: heap (after GC)
+ *                                      and RSS after WARMUP calls, then after CALLS more
+ *
+ * IMPL is an id of impl/index.ts (effect-amp, raw).
+ */
+import { gc, listeningLine, MiB } from "./common.js"
+import { isNodeImplId, nodeImpls } from "./impl/index.js"
+
+const [mode, id, a, b, c] = process.argv.slice(2)
+if (!isNodeImplId(id)) throw new Error(`unknown implementation ${id}; one of ${Object.keys(nodeImpls).join(", ")}`)
+const impl = await nodeImpls[id]()
+const print = (o: unknown) => process.stdout.write(`${typeof o === "string" ? o : JSON.stringify(o)}\n`)
+
+if (mode === "serve" && a === "sum") {
+  const server = await impl.serveSum(0)
+  print(listeningLine(server.port))
+} else if (mode === "serve" && a === "slow") {
+  const target = Number(b)
+  const warm = Number(c ?? 32)
+  let handled = 0
+  const rss = () => MiB(process.memoryUsage().rss)
+  const server = await impl.serveSlow(0, () => {
+    handled++
+    if (handled === warm) print({ warm_rss_mb: rss() })
+    if (handled === target) {
+      print({ handled, peak_rss_mb: process.resourceUsage().maxRSS / 1024 })
+      process.exit(0)
+    }
+  })
+  print(listeningLine(server.port))
+} else if (mode === "memory") {
+  const calls = Number(a)
+  const server = await impl.serveSum(0)
+  const client = await impl.connectSum(server.port)
+  await client.run({ inflight: 100, calls: Number(b ?? 50_000) })
+  gc(), gc()
+  const warm = process.memoryUsage()
+  await client.run({ inflight: 100, calls })
+  gc(), gc()
+  const after = process.memoryUsage()
+  print({
+    calls,
+    heap_warm_mb: MiB(warm.heapUsed),
+    heap_after_mb: MiB(after.heapUsed),
+    rss_warm_mb: MiB(warm.rss),
+    rss_after_mb: MiB(after.rss)
+  })
+  await client.close()
+  await server.close()
+  process.exit(0)
+} else {
+  throw new Error(`usage: child.ts serve IMPL sum | serve IMPL slow COUNT WARM | memory IMPL CALLS WARMUP (got ${process.argv.slice(2).join(" ")})`)
+}

@@ -1,0 +1,28 @@
+/** Small helpers shared by the harness (run.ts) and its child processes (child.ts). */
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+
+/** A full garbage collection: `global.gc` under --expose-gc, otherwise enabled at run time. */
+export const gc: () => void = (() => {
+  const exposed = (globalThis as { gc?: () => void }).gc
+  if (exposed) return exposed
+  v8.setFlagsFromString("--expose-gc")
+  return vm.runInNewContext("gc") as () => void
+})()
+
+export const MiB = (bytes: number): number => bytes / 1024 / 1024
+
+export const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/** The `p` quantile (0..1) by nearest rank. */
+export const quantile = (xs: ReadonlyArray<number>, p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))]!
+}
+
+/** The line every benchmark server prints once it listens (Twisted's side prints the same). */
+export const listeningLine = (port: number): string => `listening tcp 127.0.0.1 ${port}`

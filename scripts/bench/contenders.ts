@@ -1,0 +1,408 @@
+/**
+ * The three contenders as the harness drives them, workload by workload.
+ * Node implementations (impl/*.ts adapters) are timed here, in this process
+ * or in a child (child.ts); Twisted is timed by twisted_bench.py in a child
+ * Python, with the same warm-up, run length and number of runs.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
+import { gc, quantile } from "./common.js"
+import { nodeImpls, type NodeImplId } from "./impl/index.js"
+import { encode } from "./impl/rawNode.js"
+import type { Drive, Fields, NodeAdapter } from "./impl/types.js"
+
+export type ContenderId = NodeImplId | "twisted"
+
+/** Warm-up and timed runs. */
+export interface Timing {
+  readonly warmup: number
+  readonly seconds: number
+  readonly runs: number
+}
+
+/** One figure per timed run. */
+export interface CodecRuns {
+  readonly encodeSmall: ReadonlyArray<number>
+  readonly decodeSmall: ReadonlyArray<number>
+  readonly encodeBig: ReadonlyArray<number>
+  readonly decodeBig: ReadonlyArray<number>
+}
+
+export interface CallRuns {
+  readonly callsPerSec: ReadonlyArray<number>
+  readonly p50us?: ReadonlyArray<number>
+  readonly p99us?: ReadonlyArray<number>
+}
+
+/** MiB; heap only where the runtime has one to report. */
+export interface MemoryResult {
+  readonly heapWarm?: number
+  readonly heapAfter?: number
+  readonly rssWarm: number
+  readonly rssAfter: number
+}
+
+/** Box counts for the slow responder. */
+export interface Slow {
+  readonly count: number
+  readonly warm: number
+}
+
+/** A server in a child process. */
+export interface ChildServer {
+  readonly port: number
+  /** The next line the child prints after "listening ...". */
+  readonly nextLine: (timeoutMs: number) => Promise<string>
+  readonly stop: () => void
+}
+
+export interface Contender {
+  readonly id: ContenderId
+  readonly label: string
+  readonly codec: (t: Timing) => Promise<CodecRuns>
+  /** Sum calls with client and server in one process. */
+  readonly inProcess: (inflight: number, t: Timing, sequential: boolean) => Promise<CallRuns>
+  /**
+   * A Sum server in a child process; with `slow`, the slow Slow responder
+   * instead, which prints `{"warm_rss_mb"}` after `slow.warm` boxes and
+   * `{"handled", "peak_rss_mb"}` after `slow.count`, then exits.
+   */
+  readonly startServer: (slow?: Slow) => Promise<ChildServer>
+  /** This contender's Sum client against `port` (any contender's server). */
+  readonly client: (port: number, inflight: number, t: Timing) => Promise<CallRuns>
+  /** Heap and RSS in a fresh process, after `warmup` calls and after `calls` more (100 in flight). */
+  readonly memory: (calls: number, warmup: number) => Promise<MemoryResult>
+}
+
+// ---------------------------------------------------------------------------
+// children
+// ---------------------------------------------------------------------------
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const ext = path.extname(fileURLToPath(import.meta.url))
+/** This folder in the source tree (`npm run bench` runs a compiled copy under .bench/). */
+export const sourceDir = fs.existsSync(path.join(here, "twisted_bench.py"))
+  ? here
+  : path.resolve(here, "..", "..", "..", "scripts", "bench")
+export const PYTHON = process.env.AMP_PYTHON ?? "/usr/bin/python3"
+const TWISTED = path.join(sourceDir, "twisted_bench.py")
+const CHILD = path.join(here, `child${ext}`)
+
+const children = new Set<ChildProcess>()
+/** Stops every child this process started (on exit, and on Ctrl-C). */
+export const stopChildren = (): void => {
+  for (const c of children) c.kill()
+  children.clear()
+}
+process.on("exit", stopChildren)
+
+const track = (child: ChildProcess) => {
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  return child
+}
+
+/**
+ * How to start child.ts. Compiled (`npm run bench`): plain node. From .ts
+ * (tsx): bundled once with esbuild (tsx's own) into a temporary .mjs run by
+ * plain node, because tsx's loader thread would add about 80 MiB to every
+ * child's RSS and seconds to its start; without esbuild, through tsx.
+ */
+const childEntry: () => Promise<{ readonly flags: ReadonlyArray<string>; readonly script: string }> = (() => {
+  const bundle = async () => {
+    if (ext !== ".ts") return { flags: [], script: CHILD }
+    try {
+      const name = "esbuild" // not a dependency of ours: typed here, loaded if present
+      const esbuild = (await import(name)) as {
+        readonly build: (o: Record<string, unknown>) => Promise<unknown>
+      }
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-amp-bench-"))
+      process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }))
+      const script = path.join(dir, "child.mjs")
+      await esbuild.build({
+        entryPoints: [CHILD],
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        target: "node20",
+        outfile: script,
+        logLevel: "silent"
+      })
+      return { flags: [], script }
+    } catch (e) {
+      process.stderr.write(`(children run through tsx: no esbuild bundle: ${e instanceof Error ? e.message : String(e)})\n`)
+      return { flags: process.execArgv, script: CHILD }
+    }
+  }
+  let entry: ReturnType<typeof bundle> | undefined
+  return () => (entry ??= bundle())
+})()
+
+/** Arguments for `node` running child.ts. */
+const nodeArgs = async (extra: ReadonlyArray<string>, ...args: ReadonlyArray<string>) => {
+  const { flags, script } = await childEntry()
+  return [...flags, ...extra, script, ...args]
+}
+
+/** The gist of a failed child's stderr: its error line, else its last line. */
+const gist = (stderr: string): string => {
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("at ") && !l.startsWith("Node.js v"))
+  return lines.find((l) => /^\w*(Error|Exception)\b/.test(l)) ?? lines.pop() ?? "(no stderr)"
+}
+
+/** Runs a child to completion; resolves with the JSON of its last stdout line. */
+const runJson = (cmd: string, args: ReadonlyArray<string>, timeoutMs: number): Promise<Record<string, unknown>> =>
+  new Promise((resolve, reject) => {
+    const child = track(spawn(cmd, [...args], { stdio: ["ignore", "pipe", "pipe"] }))
+    let out = ""
+    let err = ""
+    child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s))
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s))
+    const timer = setTimeout(() => (child.kill(), reject(new Error(`timed out after ${timeoutMs} ms: ${args.join(" ")}`))), timeoutMs)
+    child.once("error", reject)
+    child.once("close", (code) => {
+      clearTimeout(timer)
+      const last = out.trim().split("\n").pop() ?? ""
+      if (code !== 0) return reject(new Error(`exit ${code}: ${gist(err)}`))
+      try {
+        resolve(JSON.parse(last) as Record<string, unknown>)
+      } catch {
+        reject(new Error(`no JSON from ${args.join(" ")}: ${last}`))
+      }
+    })
+  })
+
+/** Starts a child server; resolves once it prints "listening tcp HOST PORT". */
+const startChild = (cmd: string, args: ReadonlyArray<string>): Promise<ChildServer> =>
+  new Promise((resolve, reject) => {
+    const child = track(spawn(cmd, [...args], { stdio: ["ignore", "pipe", "pipe"] }))
+    let err = ""
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s).length > 4096 && (err = err.slice(-4096)))
+    const lines: Array<string> = []
+    const waiters: Array<(line: string) => void> = []
+    const rl = readline.createInterface({ input: child.stdout! })
+    rl.on("line", (line) => (waiters.length ? waiters.shift()!(line) : lines.push(line)))
+    const timer = setTimeout(() => (child.kill(), reject(new Error(`no "listening" from ${args.join(" ")}`))), 30_000)
+    child.once("error", reject)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`exit ${code} before listening: ${gist(err)}`))
+    })
+    const first = (line: string) => {
+      clearTimeout(timer)
+      const m = /^listening tcp \S+ (\d+)$/.exec(line.trim())
+      if (!m) return reject(new Error(`unexpected line from ${args.join(" ")}: ${line}`))
+      resolve({
+        port: Number(m[1]),
+        nextLine: (timeoutMs) =>
+          lines.length
+            ? Promise.resolve(lines.shift()!)
+            : new Promise((ok, fail) => {
+              const t = setTimeout(() => fail(new Error(`no output within ${timeoutMs} ms`)), timeoutMs)
+              const onExit = (code: number | null) => fail(new Error(`exit ${code}: ${gist(err)}`))
+              child.once("exit", onExit)
+              waiters.push((line) => (clearTimeout(t), child.off("exit", onExit), ok(line)))
+            }),
+        stop: () => void child.kill()
+      })
+    }
+    waiters.push(first)
+  })
+
+const nums = (o: Record<string, unknown>, key: string): ReadonlyArray<number> => {
+  const v = o[key]
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "number")) throw new Error(`bad "${key}" in ${JSON.stringify(o)}`)
+  return v as ReadonlyArray<number>
+}
+const num = (o: Record<string, unknown>, key: string): number => {
+  const v = o[key]
+  if (typeof v !== "number") throw new Error(`bad "${key}" in ${JSON.stringify(o)}`)
+  return v
+}
+
+// ---------------------------------------------------------------------------
+// Node contenders
+// ---------------------------------------------------------------------------
+
+/** The small Sum box of the codec workloads. */
+export const SMALL: Fields = { _command: "Sum", _ask: "1f", a: "13", b: "81" }
+/** A box with one 64 KiB - 1 value. */
+export const BIG: Fields = { v: new Uint8Array(65535).fill(0x78) }
+
+/** `data` as 64 KiB reads, as a socket delivers it. */
+const chunked = (data: Uint8Array, size = 65536): Array<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (let i = 0; i < data.length; i += size) out.push(data.subarray(i, i + size))
+  return out
+}
+/** Decode input: 4096 Sum boxes (distinct `_ask`s), and 32 big boxes, in 64 KiB reads. */
+const smallStream = Buffer.concat(Array.from({ length: 4096 }, (_, i) => encode({ ...SMALL, _ask: (i + 1).toString(16) })))
+const bigStream = Buffer.concat(Array.from({ length: 32 }, () => encode(BIG)))
+
+let sink = 0
+/** Runs `op` (which returns units done) for about `seconds`; units per second. */
+const rate = (op: () => number, seconds: number): number => {
+  let units = 0
+  const t0 = performance.now()
+  const end = t0 + seconds * 1000
+  let now: number
+  do {
+    units += op()
+    now = performance.now()
+  } while (now < end)
+  return units / ((now - t0) / 1000)
+}
+const series = (op: () => number, t: Timing): Array<number> => {
+  rate(op, t.warmup)
+  // A full GC before each run, so that no run pays for the garbage of the one before.
+  return Array.from({ length: t.runs }, () => (gc(), rate(op, t.seconds)))
+}
+
+const nodeCodec = (a: NodeAdapter, t: Timing): CodecRuns => {
+  const encSmall = a.codec.encoder(SMALL)
+  const encBig = a.codec.encoder(BIG)
+  const decoding = (stream: Uint8Array, perBox: number) => {
+    const chunks = chunked(stream)
+    const push = a.codec.decoder()
+    return () => {
+      let n = 0
+      for (const c of chunks) n += push(c)
+      return n * perBox
+    }
+  }
+  return {
+    encodeSmall: series(() => {
+      for (let i = 0; i < 1000; i++) sink += encSmall().length
+      return 1000
+    }, t),
+    decodeSmall: series(decoding(smallStream, 1), t),
+    encodeBig: series(() => encBig().length, t).map((r) => r / 1e6),
+    decodeBig: series(decoding(bigStream, bigStream.length / 32), t).map((r) => r / 1e6)
+  }
+}
+
+/** Warm-up, then timed runs of a connected client. */
+const timedCalls = async (
+  client: { readonly run: (d: Drive) => Promise<number> },
+  inflight: number,
+  t: Timing,
+  sequential: boolean
+): Promise<CallRuns> => {
+  await client.run({ inflight, until: performance.now() + t.warmup * 1000 })
+  const callsPerSec: Array<number> = []
+  const p50us: Array<number> = []
+  const p99us: Array<number> = []
+  for (let i = 0; i < t.runs; i++) {
+    gc()
+    const latencies = sequential ? [] as Array<number> : undefined
+    const t0 = performance.now()
+    const n = await client.run({ inflight, until: t0 + t.seconds * 1000, ...(latencies ? { latencies } : {}) })
+    callsPerSec.push(n / ((performance.now() - t0) / 1000))
+    if (latencies) p50us.push(quantile(latencies, 0.5) * 1000), p99us.push(quantile(latencies, 0.99) * 1000)
+  }
+  return sequential ? { callsPerSec, p50us, p99us } : { callsPerSec }
+}
+
+const nodeContender = (id: NodeImplId, label: string): Contender => {
+  const load = nodeImpls[id]
+  return {
+    id,
+    label,
+    codec: async (t) => nodeCodec(await load(), t),
+    inProcess: async (inflight, t, sequential) => {
+      const a = await load()
+      const server = await a.serveSum(0)
+      try {
+        const client = await a.connectSum(server.port)
+        try {
+          return await timedCalls(client, inflight, t, sequential)
+        } finally {
+          await client.close()
+        }
+      } finally {
+        await server.close()
+      }
+    },
+    startServer: async (slow) =>
+      startChild(process.execPath, await nodeArgs([], "serve", id, ...(slow === undefined ? ["sum"] : ["slow", String(slow.count), String(slow.warm)]))),
+    client: async (port, inflight, t) => {
+      const client = await (await load()).connectSum(port)
+      try {
+        return await timedCalls(client, inflight, t, false)
+      } finally {
+        await client.close()
+      }
+    },
+    memory: async (calls, warmup) => {
+      const args = await nodeArgs(["--expose-gc"], "memory", id, String(calls), String(warmup))
+      const o = await runJson(process.execPath, args, 900_000)
+      return {
+        heapWarm: num(o, "heap_warm_mb"),
+        heapAfter: num(o, "heap_after_mb"),
+        rssWarm: num(o, "rss_warm_mb"),
+        rssAfter: num(o, "rss_after_mb")
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Twisted
+// ---------------------------------------------------------------------------
+
+const timingArgs = (t: Timing) => ["--warmup", String(t.warmup), "--seconds", String(t.seconds), "--runs", String(t.runs)]
+const budgetMs = (t: Timing) => (t.warmup + t.seconds * t.runs) * 4000 + 30_000
+const python = (args: ReadonlyArray<string>, timeoutMs: number) => runJson(PYTHON, ["-u", TWISTED, ...args], timeoutMs)
+
+const twisted: Contender = {
+  id: "twisted",
+  label: "twisted",
+  codec: async (t) => {
+    const o = await python(["--codec", ...timingArgs(t)], budgetMs(t) * 5)
+    return {
+      encodeSmall: nums(o, "encode_small"),
+      decodeSmall: nums(o, "decode_small"),
+      encodeBig: nums(o, "encode_64k_mbps"),
+      decodeBig: nums(o, "decode_64k_mbps")
+    }
+  },
+  inProcess: async (inflight, t, sequential) => {
+    const o = await python(
+      [sequential ? "--sequential" : "--pipelined", "--inflight", String(inflight), ...timingArgs(t)],
+      budgetMs(t)
+    )
+    return sequential
+      ? { callsPerSec: nums(o, "calls_per_s"), p50us: nums(o, "p50_us"), p99us: nums(o, "p99_us") }
+      : { callsPerSec: nums(o, "calls_per_s") }
+  },
+  startServer: (slow) => startChild(PYTHON, ["-u", TWISTED, "--serve", ...(slow === undefined ? [] : ["--slow", String(slow.count), "--slow-warm", String(slow.warm)])]),
+  client: async (port, inflight, t) => {
+    const o = await python(["--client", "127.0.0.1", String(port), "--inflight", String(inflight), ...timingArgs(t)], budgetMs(t))
+    return { callsPerSec: nums(o, "calls_per_s") }
+  },
+  memory: async (calls, warmup) => {
+    const o = await python(["--memory", "--calls", String(calls), "--warmup-calls", String(warmup)], 900_000)
+    return { rssWarm: num(o, "rss_warm_mb"), rssAfter: num(o, "rss_after_mb") }
+  }
+}
+
+/** Twisted's version, from the Python the peers run on. */
+export const twistedVersion = (): Promise<string> =>
+  new Promise((resolve) => {
+    const child = spawn(PYTHON, ["-c", "import twisted; print(twisted.__version__)"], { stdio: ["ignore", "pipe", "ignore"] })
+    let out = ""
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s))
+    child.once("error", () => resolve("not found"))
+    child.once("close", (code) => resolve(code === 0 ? out.trim() : "not found"))
+  })
+
+/** The contenders, in table order. */
+export const contenders: ReadonlyArray<Contender> = [
+  nodeContender("effect-amp", "effect-amp"),
+  twisted,
+  nodeContender("raw", "raw node")
+]
