@@ -246,3 +246,13 @@ export const fromEntries = (entries: Iterable<readonly [string, ValueInput]>): A
 
 /** @internal wraps a map the caller built and will not touch again (no copy). */
 export const unsafeFromMap = (map: Map<string, Uint8Array>): AmpBox => new AmpBox(map)
+
+/**
+ * @internal wraps keys and values the caller built and will not touch again
+ * (no copy). Keys must be distinct byte strings; `values[i]` belongs to `keys[i]`.
+ */
+export const unsafeFromArrays = (keys: Array<string>, values: Array<Uint8Array>): AmpBox => {
+  const m = new Map<string, Uint8Array>()
+  for (let i = 0; i < keys.length; i++) m.set(keys[i]!, values[i]!)
+  return new AmpBox(m)
+}
