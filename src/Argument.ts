@@ -30,7 +30,8 @@
 import * as Data from "effect/Data"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { type AmpBox, bytesToByteString, unsafeFromMap, utf8 } from "./AmpBox.js"
+import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
+import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 
 /** @since 0.1.0 */
@@ -72,7 +73,7 @@ export interface Argument<A> {
    */
   readonly fromBox: (box: AmpBox, key: string) => A | undefined
   /** Writes the argument under `key` into `out` (by default `out.set(key, toWire(value))`). */
-  readonly toBox: (value: A, key: string, out: Map<string, Uint8Array>) => void
+  readonly toBox: (value: A, key: string, out: BoxFields) => void
   /** The same mapping as a Schema between wire bytes and the value, for composition. */
   readonly schema: Schema.Schema<A, Uint8Array>
 }
@@ -95,7 +96,7 @@ export interface Spec<A> {
   readonly fromWire: (bytes: Uint8Array) => A
   readonly toWire: (value: A) => Uint8Array
   readonly fromBox?: ((box: AmpBox, key: string) => A | undefined) | undefined
-  readonly toBox?: ((value: A, key: string, out: Map<string, Uint8Array>) => void) | undefined
+  readonly toBox?: ((value: A, key: string, out: BoxFields) => void) | undefined
   /** Recognizes values of `A` for the schema's type side (default: anything). */
   readonly is?: ((u: unknown) => u is A) | undefined
 }
@@ -1006,7 +1007,7 @@ export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Rec
         for (const k in values) {
           if (!known.has(k) && values[k] !== undefined) fail(typeName, `element ${i} has unknown field ${quote(k)}`)
         }
-        const out = new Map<string, Uint8Array>()
+        const out = new BoxBuilder()
         for (const s of spec) {
           const v = values[s.field]
           if (v === undefined) {
@@ -1019,9 +1020,8 @@ export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Rec
             fail(typeName, `element ${i}, ${quote(s.field)}: ${describe(e)}`)
           }
         }
-        if (out.size < 2) return unsafeFromMap(out)
         // Twisted writes a box's keys sorted; so do we, for the same bytes.
-        return unsafeFromMap(new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
+        return out.sortKeys().build()
       })
       try {
         return encodeBoxes(boxes)

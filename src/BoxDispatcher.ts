@@ -23,8 +23,9 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import { type AmpBox, bytesToByteString, decodeUtf8Lenient, unsafeFromMap, utf8, type ValueInput } from "./AmpBox.js"
+import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
   BadLocalReturn,
   CallTimeout,
@@ -43,6 +44,7 @@ import {
 } from "./AmpError.js"
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
 import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
+import { BoxBuilder } from "./BoxBuilder.js"
 import * as Command from "./Command.js"
 import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
@@ -71,16 +73,60 @@ type End = ConnectionEnded | ProtocolSwitched
 const builtInTracer = Effect.runSync(Effect.tracer)
 
 /** A call waiting for its answer. */
-interface Pending {
-  readonly command: Command.Any | undefined
-  readonly name: string
-  /** Completes the caller. */
-  readonly resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void
+class Pending<A = AmpBox> {
+  constructor(
+    readonly command: Command.Any | undefined,
+    readonly name: string,
+    private readonly resumeCaller: (exit: Exit.Exit<A, CallFailure>) => void,
+    /** Turns the answer into the result, on the reader's turn; may throw `MalformedAmpBox`. */
+    private readonly decode: ((box: AmpBox) => A) | undefined,
+    /** The fiber waiting, so that {@link sweep} can tell a call nobody waits for any more. */
+    readonly fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  ) {}
+
   /** For StartTLS and switches: runs in the reader, at the box boundary. */
-  readonly atBoundary?: (box: AmpBox, ok: boolean) => Effect.Effect<void>
+  atBoundary: ((box: AmpBox, ok: boolean) => Effect.Effect<void>) | undefined = undefined
+
+  /** Completes the caller. */
+  resume(exit: Exit.Exit<AmpBox, CallFailure>): void {
+    const decode = this.decode
+    if (decode === undefined || exit._tag === "Failure") return this.resumeCaller(exit as Exit.Exit<A, CallFailure>)
+    let value: A
+    try {
+      value = decode(exit.value)
+    } catch (e) {
+      return this.resumeCaller(Exit.fail(e as CallFailure))
+    }
+    this.resumeCaller(Exit.succeed(value))
+  }
 }
 
-const hexTag = (n: number): string => n.toString(16)
+/** `_ask` tags are the call counter in lowercase hex, as Twisted writes them. */
+const HEX = "0123456789abcdef"
+const tagBytes = (n: number): Uint8Array => {
+  let digits = 1
+  for (let m = n; m >= 16; m = Math.floor(m / 16)) digits++
+  const out = new Uint8Array(digits)
+  for (let i = digits - 1, m = n; i >= 0; i--, m = Math.floor(m / 16)) out[i] = HEX.charCodeAt(m % 16)
+  return out
+}
+
+/** The counter value of a tag spelled as we spell tags (lowercase hex, no leading zero), or -1. */
+const tagNumber = (bytes: Uint8Array): number => {
+  const n = bytes.length
+  if (n === 0 || n > 13 || bytes[0] === 0x30) return -1
+  let v = 0
+  for (let i = 0; i < n; i++) {
+    const c = bytes[i]!
+    const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1
+    if (d < 0) return -1
+    v = v * 16 + d
+  }
+  return v
+}
+
+/** The smallest size of the outstanding-call map at which a sweep runs. */
+const SWEEP_MIN = 1024
 
 const describeFailure = (e: unknown): string => {
   if (typeof e === "object" && e !== null) {
@@ -117,7 +163,9 @@ export const make = (
     }
     const switchedFiber: { fiber?: Fiber.RuntimeFiber<void> } = {}
 
-    const pending = new Map<string, Pending>()
+    const pending = new Map<number, Pending<any>>()
+    /** When `pending` reaches this size, {@link sweep} runs before the next call is added. */
+    let sweepAt = SWEEP_MIN
     let counter = 0
     let endReason: End | undefined
 
@@ -141,50 +189,71 @@ export const make = (
     }
 
     // --- errors from the peer ------------------------------------------------------
-    const remoteError = (p: Pending | undefined, box: AmpBox): CallFailure => {
+    const remoteError = (command: Command.Any | undefined, name: string, box: AmpBox): CallFailure => {
       const code = decodeUtf8Lenient(box.get("_error_code") ?? new Uint8Array(0))
       const description = decodeUtf8Lenient(box.get("_error_description") ?? new Uint8Array(0))
-      const name = p?.name ?? "?"
-      const mapped = p?.command?.wire.codes.get(code)
+      const mapped = command?.wire.codes.get(code)
       if (mapped !== undefined) return new mapped.cls({ description }) as unknown as CallFailure
       if (code === UNHANDLED_ERROR_CODE) return new UnhandledCommand({ command: name, description })
       if (code === UNKNOWN_ERROR_CODE) return new UnknownRemoteError({ command: name, description })
       return new RemoteAmpError({ command: name, errorCode: code, description })
     }
 
-    /** Whether `tag` is one we issued (and so may have forgotten). */
-    const issued = (tag: string): boolean => /^[0-9a-f]{1,13}$/.test(tag) && parseInt(tag, 16) <= counter
-
     const replyReceived = (tagBytes: Uint8Array, box: AmpBox, ok: boolean): void | Effect.Effect<void> => {
-      const tag = bytesToByteString(tagBytes)
+      const tag = tagNumber(tagBytes)
       const p = pending.get(tag)
       if (p === undefined) {
-        if (issued(tag)) return // a late answer to a call that gave up: dropped quietly
+        if (tag > 0 && tag <= counter) return // a late answer to a call that gave up: dropped quietly
+        const spelled = JSON.stringify(bytesToByteString(tagBytes))
         return endWith(
-          new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${JSON.stringify(tag)}, which was never asked` })
+          new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${spelled}, which was never asked` })
         )
       }
       pending.delete(tag)
       if (p.atBoundary !== undefined) return p.atBoundary(box, ok)
-      p.resume(ok ? Exit.succeed(box) : Exit.fail(remoteError(p, box)))
+      p.resume(ok ? Exit.succeed(box) : Exit.fail(remoteError(p.command, p.name, box)))
+    }
+
+    /**
+     * Forgets calls nobody waits for any more. A call without a timeout does
+     * not register a canceler with its fiber (Effect's interruption hook
+     * costs more than the rest of a call), so an interrupted call leaves its
+     * entry behind. Every entry knows its fiber: an entry whose fiber has
+     * finished, or whose fiber has since made a newer call (a fiber waits for
+     * one call at a time), is stale. Run when the map doubles, the sweep costs
+     * O(1) per call and keeps stale entries to at most half of the map.
+     */
+    const sweep = (): void => {
+      const newest = new Map<Fiber.RuntimeFiber<unknown, unknown>, number>()
+      for (const [tag, p] of pending) {
+        const fiber = p.fiber
+        if (fiber === undefined) continue
+        if (fiber.unsafePoll() !== null) {
+          pending.delete(tag)
+          continue
+        }
+        // Tags grow with time and the map keeps insertion order: a later entry is a newer call.
+        const older = newest.get(fiber)
+        if (older !== undefined) pending.delete(older)
+        newest.set(fiber, tag)
+      }
+      sweepAt = Math.max(SWEEP_MIN, pending.size * 2)
     }
 
     // --- sending replies -----------------------------------------------------------------
     /** Sends a reply, ignoring a connection that has gone or switched (Twisted's `_safeEmit`). */
-    const emit = (entries: Map<string, Uint8Array>): void => {
+    const emit = (box: AmpBox): void => {
       try {
-        protocol.unsafeSendBox(unsafeFromMap(entries))
+        protocol.unsafeSendBox(box)
       } catch {
         // The peer cannot hear us any more; the end has been reported elsewhere.
       }
     }
 
     const sendError = (ask: Uint8Array, code: string, description: string): void => {
-      const m = new Map<string, Uint8Array>()
-      m.set("_error", ask)
-      m.set("_error_code", utf8(code))
-      m.set("_error_description", utf8(description))
-      emit(m)
+      emit(
+        new BoxBuilder().set("_error", ask).set("_error_code", utf8(code)).set("_error_description", utf8(description)).build()
+      )
     }
 
     /** Answers a responder's failure: its code if mapped (closing after a fatal one), else UNKNOWN and close. */
@@ -213,7 +282,7 @@ export const make = (
 
     /** Sends the answer box; a response that cannot be encoded is returned instead (`BadLocalReturn`). */
     const sendAnswer = (command: Command.Any, ask: Uint8Array, response: unknown): BadLocalReturn | undefined => {
-      const out = new Map<string, Uint8Array>()
+      const out = new BoxBuilder()
       try {
         Command.writeFields(
           command.wire.resp,
@@ -226,7 +295,7 @@ export const make = (
         return e as BadLocalReturn
       }
       out.set("_answer", ask)
-      emit(out)
+      emit(out.build())
       return undefined
     }
 
@@ -305,7 +374,7 @@ export const make = (
         if (ask === undefined) return
         if (Exit.isFailure(result)) return yield* answerFailure(responder.command, ask, result.cause)
         if (protocol.boundary.isTlsActive()) return sendError(ask, "TLS_ERROR", new OnlyOneTLS({}).message)
-        emit(new Map([["_answer", ask]]))
+        emit(new BoxBuilder().set("_answer", ask).build())
         const upgrade = yield* Effect.either(protocol.boundary.startTls(result.value as StartTlsAnswer))
         if (upgrade._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: upgrade.left.message, cause: upgrade.left }))
         runFork(Effect.ignore(upgrade.right.handshake))
@@ -319,18 +388,36 @@ export const make = (
         if (args instanceof MalformedAmpBox) return yield* answerFailure(command, ask, Cause.fail(args))
         const result = yield* Effect.exit(Effect.provideService(responder.handle(args), Amp, amp))
         if (Exit.isFailure(result)) return yield* answerFailure(command, ask, result.cause)
-        if (ask !== undefined) emit(new Map([["_answer", ask]]))
+        if (ask !== undefined) emit(new BoxBuilder().set("_answer", ask).build())
         const raw = yield* Effect.either(protocol.boundary.switchTo)
         if (raw._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: raw.left.message, cause: raw.left }))
         switchedFiber.fiber = runFork((result.value as SwitchAnswer)(raw.right))
       })
 
+    // A peer tends to send the same command over and over: remember the last one found.
+    let lastName: Uint8Array = new Uint8Array(0)
+    let lastResponder: Command.Responder<Amp> | undefined
+    const responderFor = (nameBytes: Uint8Array): Command.Responder<Amp> | undefined => {
+      const n = nameBytes.length
+      if (lastResponder !== undefined && n === lastName.length) {
+        let i = 0
+        while (i < n && nameBytes[i] === lastName[i]) i++
+        if (i === n) return lastResponder
+      }
+      const responder = responders.get(bytesToByteString(nameBytes))
+      if (responder !== undefined) {
+        lastName = responder.command.wire.nameBytes
+        lastResponder = responder
+      }
+      return responder
+    }
+
     const commandReceived = (nameBytes: Uint8Array, box: AmpBox): void | Effect.Effect<void> => {
-      const name = bytesToByteString(nameBytes)
       const ask = box.get("_ask")
-      const responder = responders.get(name)
+      const responder = responderFor(nameBytes)
       if (responder === undefined) {
-        if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${JSON.stringify(name)}`)
+        const name = JSON.stringify(bytesToByteString(nameBytes))
+        if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${name}`)
         return
       }
       switch (responder.command.kind) {
@@ -357,73 +444,62 @@ export const make = (
 
     // --- outbound calls -------------------------------------------------------------------
     /**
-     * Sends `entries` with a fresh `_ask` and waits for the reply. `atBoundary`
+     * Sends the fields `build` makes with a fresh `_ask` and waits for the reply. `atBoundary`
      * and `afterSend` serve StartTLS and switches.
      */
     const ask = <A = AmpBox>(
       command: Command.Any | undefined,
       name: string,
-      /** Builds the request box; may throw `InvalidSignature` and the like. */
-      build: () => Map<string, Uint8Array>,
+      /** Builds the request's fields; may throw `InvalidSignature` and the like. */
+      build: () => BoxBuilder,
       timeout: Duration.DurationInput | undefined,
       /** Turns the answer into the result, on the reader's turn; may throw `MalformedAmpBox`. */
       decode?: (box: AmpBox) => A,
       afterSend?: () => void,
       atBoundary?: (resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void) => Pending["atBoundary"]
     ): Effect.Effect<A, CallFailure> => {
+      const t = timeout ?? defaultTimeout
       // One Effect.async per call: the request is built, sent and correlated without further effects.
       const call = Effect.async<A, CallFailure>((resume) => {
         if (endReason !== undefined) return resume(Effect.fail(afterEnd()))
+        if (pending.size >= sweepAt || pending.size >= maxOutstanding) sweep()
         if (pending.size >= maxOutstanding) return resume(Effect.fail(new TooManyOutstandingCalls({ limit: maxOutstanding })))
-        let entries: Map<string, Uint8Array>
+        let fields: BoxBuilder
         try {
-          entries = build()
+          fields = build()
         } catch (e) {
           return resume(Effect.fail(e as CallFailure))
         }
-        const tag = hexTag(++counter)
-        entries.set("_ask", utf8(tag))
-        const done = (exit: Exit.Exit<AmpBox, CallFailure>) => {
-          if (decode === undefined || exit._tag === "Failure") return resume(exit as Exit.Exit<A, CallFailure>)
-          let value: A
-          try {
-            value = decode(exit.value)
-          } catch (e) {
-            return resume(Exit.fail(e as CallFailure))
-          }
-          resume(Exit.succeed(value))
-        }
-        const p: Pending = atBoundary === undefined
-          ? { command, name, resume: done }
-          : { command, name, resume: done, atBoundary: atBoundary(done)! }
+        const tag = ++counter
+        fields.set("_ask", tagBytes(tag))
+        // With a timeout, the call is forgotten precisely (a canceler); without, the sweep finds it.
+        const fiber = t === undefined ? Option.getOrUndefined(Fiber.getCurrentFiber()) : undefined
+        const p = new Pending<A>(command, name, resume, decode, fiber)
+        if (atBoundary !== undefined) p.atBoundary = atBoundary((exit) => p.resume(exit))
         try {
-          protocol.unsafeSendBox(unsafeFromMap(entries))
+          protocol.unsafeSendBox(fields.build())
         } catch (e) {
           return resume(Effect.fail(e as CallFailure))
         }
         pending.set(tag, p)
         afterSend?.()
-        // Interruption (and timeouts) forget the tag; a late answer is then dropped.
-        return Effect.sync(() => {
-          pending.delete(tag)
-        })
+        if (t !== undefined) return Effect.sync(() => void pending.delete(tag))
       })
       const sent = protocol.isBlocked() ? Effect.zipRight(protocol.writable, call) : call
-      const t = timeout ?? defaultTimeout
       return t === undefined
         ? sent
         : Effect.timeoutFail(sent, { duration: t, onTimeout: () => new CallTimeout({ command: name, millis: Duration.toMillis(t) }) })
     }
 
-    const fireAndForget = (entries: Map<string, Uint8Array>): Effect.Effect<void, CallFailure> =>
+    const fireAndForget = (fields: BoxBuilder): Effect.Effect<void, CallFailure> =>
       Effect.suspend(() => {
         if (endReason !== undefined) return Effect.fail(afterEnd())
-        const send = Effect.try({ try: () => protocol.unsafeSendBox(unsafeFromMap(entries)), catch: (e) => e as CallFailure })
+        const send = Effect.try({ try: () => protocol.unsafeSendBox(fields.build()), catch: (e) => e as CallFailure })
         return protocol.isBlocked() ? Effect.zipRight(protocol.writable, send) : send
       })
 
     const request = (command: Command.Any, args: unknown) => () =>
-      Command.requestEntries(command, (args ?? {}) as Record<string, unknown>)
+      Command.requestFields(command, (args ?? {}) as Record<string, unknown>)
 
     const callRemote: Amp["callRemote"] = (command, args, callOptions) => {
       const call = command.requiresAnswer
@@ -434,14 +510,13 @@ export const make = (
 
     const callRemoteString: Amp["callRemoteString"] = (name, fields, callOptions) =>
       Effect.suspend(() => {
-        const entries = new Map<string, Uint8Array>()
-        entries.set("_command", utf8(name))
+        const box = new BoxBuilder().set("_command", utf8(name))
         for (const k in fields) {
           const v = fields[k]!
-          entries.set(k, typeof v === "string" ? utf8(v) : v)
+          box.set(k, typeof v === "string" ? utf8(v) : v)
         }
-        if (callOptions?.requiresAnswer === false) return Effect.as(fireAndForget(entries), unsafeFromMap(new Map()))
-        return ask(undefined, name, () => entries, callOptions?.timeout)
+        if (callOptions?.requiresAnswer === false) return Effect.as(fireAndForget(box), new BoxBuilder().build())
+        return ask(undefined, name, () => box, callOptions?.timeout)
       })
 
     const startTls: Amp["startTls"] = (tlsOptions = {}) =>
@@ -452,7 +527,7 @@ export const make = (
         yield* ask(
           StartTLS,
           StartTLS.name,
-          () => new Map([["_command", StartTLS.wire.nameBytes]]),
+          () => new BoxBuilder().set("_command", StartTLS.wire.nameBytes),
           timeout,
           undefined,
           () => protocol.boundary.prepareTls(),
@@ -468,7 +543,7 @@ export const make = (
               })
               : Effect.sync(() => {
                 protocol.boundary.cancelTls()
-                resume(Exit.fail(remoteError({ command: StartTLS, name: StartTLS.name, resume }, box)))
+                resume(Exit.fail(remoteError(StartTLS, StartTLS.name, box)))
               })
         )
         return yield* session!
@@ -496,7 +571,7 @@ export const make = (
               })
               : Effect.sync(() => {
                 protocol.boundary.unlockFromSwitch()
-                resume(Exit.fail(remoteError({ command, name: command.name, resume }, reply)))
+                resume(Exit.fail(remoteError(command, command.name, reply)))
               })
         ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
         const response = yield* Effect.try({ try: () => Command.decodeResponse(command, box), catch: (e) => e as MalformedAmpBox })

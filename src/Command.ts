@@ -19,6 +19,7 @@ import type { AmpBox } from "./AmpBox.js"
 import { bytesToByteString, utf8 } from "./AmpBox.js"
 import { InvalidSignature, MalformedAmpBox } from "./AmpError.js"
 import type { Argument } from "./Argument.js"
+import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 
 /** Argument declarations, by wire name. */
 export type Fields = { readonly [wireName: string]: Argument<any> }
@@ -219,7 +220,7 @@ export const writeFields = (
   spec: ReadonlyArray<Field>,
   known: ReadonlySet<string>,
   values: Readonly<Record<string, unknown>>,
-  out: Map<string, Uint8Array>,
+  out: BoxFields,
   onError: (detail: string) => globalThis.Error
 ): void => {
   for (const k in values) {
@@ -265,9 +266,9 @@ export const readFields = (
   return out
 }
 
-/** The request box of a call (without `_ask`); throws {@link InvalidSignature}. @internal */
-export const requestEntries = (command: Any, args: Readonly<Record<string, unknown>>): Map<string, Uint8Array> => {
-  const out = new Map<string, Uint8Array>()
+/** The fields of a call's request (without `_ask`); throws {@link InvalidSignature}. @internal */
+export const requestFields = (command: Any, args: Readonly<Record<string, unknown>>): BoxBuilder => {
+  const out = new BoxBuilder()
   out.set("_command", command.wire.nameBytes)
   writeFields(
     command.wire.args,

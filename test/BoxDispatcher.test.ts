@@ -259,6 +259,56 @@ describe("BoxDispatcher", () => {
       expect(yield* client.callRemote(Sum, { a: 2n, b: 3n })).toEqual({ total: 5n })
     }).pipe(Effect.scoped))
 
+  it.effect("past maxOutstandingCalls a call fails with TooManyOutstandingCalls, and succeeds again once answers come", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ampPair({ server, dispatcher: { maxOutstandingCalls: 3 } })
+      const slow = yield* Effect.forEach([10n, 10n, 10n], (id) => Effect.fork(client.callRemote(Slow, { id })))
+      yield* Effect.yieldNow()
+      const refused = yield* Effect.flip(client.callRemote(Sum, { a: 1n, b: 1n }))
+      expect(refused).toMatchObject({ _tag: "TooManyOutstandingCalls", limit: 3 })
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.joinAll(slow)
+      expect(yield* client.callRemote(Sum, { a: 1n, b: 1n })).toEqual({ total: 2n })
+    }).pipe(Effect.scoped))
+
+  it.effect("interrupted calls whose answers never come do not count against maxOutstandingCalls", () =>
+    Effect.gen(function*() {
+      const silent = Responders.make(Responders.respond(Slow, () => Effect.never), Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
+      const { client } = yield* ampPair({ server: silent, dispatcher: { maxOutstandingCalls: 50 } })
+      for (let round = 0; round < 5; round++) {
+        const calls = yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => BigInt(i)), (id) => Effect.fork(client.callRemote(Slow, { id })))
+        yield* Effect.yieldNow()
+        yield* Fiber.interruptAll(calls)
+      }
+      // 250 calls were made and forgotten; without the sweep the 51st would have been refused.
+      expect(yield* client.callRemote(Sum, { a: 2n, b: 3n })).toEqual({ total: 5n })
+    }).pipe(Effect.scoped))
+
+  it.effect("a fiber that outlives its interrupted call and calls again frees the old call's slot", () =>
+    Effect.gen(function*() {
+      const silent = Responders.make(
+        Responders.respond(Slow, ({ id }) => id === 0n ? Effect.never : Effect.as(Effect.sleep("5 millis"), { id })),
+        Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
+      )
+      const { client } = yield* ampPair({ server: silent, dispatcher: { maxOutstandingCalls: 2 } })
+      // The first call is interrupted; the fiber goes on (uninterruptibly) to a second call.
+      let firstEnded = false
+      const survivor = yield* Effect.fork(Effect.uninterruptibleMask((restore) =>
+        Effect.exit(restore(client.callRemote(Slow, { id: 0n }))).pipe(
+          Effect.tap(() => Effect.sync(() => (firstEnded = true))),
+          Effect.zipRight(client.callRemote(Slow, { id: 5n }))
+        )
+      ))
+      yield* Effect.yieldNow()
+      const interrupting = yield* Effect.fork(Fiber.interrupt(survivor))
+      while (!firstEnded) yield* Effect.yieldNow()
+      yield* Effect.yieldNow()
+      // Two entries belong to the survivor; only its newer call is real, so there is room for this one.
+      expect(yield* client.callRemote(Sum, { a: 1n, b: 2n })).toEqual({ total: 3n })
+      yield* TestClock.adjust("5 millis")
+      yield* Fiber.join(interrupting)
+    }).pipe(Effect.scoped))
+
   it.effect("answers come back out of order", () =>
     Effect.gen(function*() {
       const { client } = yield* ampPair({ server })

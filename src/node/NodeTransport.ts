@@ -366,10 +366,10 @@ class Inbox<E> {
   readonly take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, E> = Effect.suspend(() => {
     if (this.items.length > 0) return Effect.succeed(this.takeNow())
     if (this.exit !== undefined) return Exit.isSuccess(this.exit) ? Effect.succeed(undefined) : Effect.failCause(this.exit.cause)
+    // No canceler: Effect's interruption hook costs more than a read. A consumer that
+    // gives up leaves its waiter behind until the next wake, which resumes nothing.
     return Effect.async<ReadonlyArray<Uint8Array> | undefined, E>((resume) => {
-      const w = () => resume(this.take)
-      this.waiters.add(w)
-      return Effect.sync(() => void this.waiters.delete(w))
+      this.waiters.add(() => resume(this.take))
     })
   })
 
