@@ -242,26 +242,22 @@ export const make = (
 
     const reader = (r: BoxReceiver) =>
       Effect.gen(function*() {
-        // Prefer the transport's direct queue; fall back to pulling its Stream.
-        const take = transport.takeChunks
-        const next: Effect.Effect<ReadonlyArray<Uint8Array>, Option.Option<ReadError>> = take !== undefined
-          ? Effect.flatMap(Effect.mapError(take, Option.some), (chunks) =>
-            chunks === undefined ? Effect.fail(Option.none()) : Effect.succeed(chunks))
-          : Effect.map(yield* Scope.extend(Stream.toPull(transport.incoming), scope), Chunk.toReadonlyArray)
+        // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
+        const take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ReadError> = transport.takeChunks ??
+          Effect.matchEffect(yield* Scope.extend(Stream.toPull(transport.incoming), scope), {
+            onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
+            onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
+          })
         for (;;) {
-          const pulled = yield* Effect.either(next)
-          if (pulled._tag === "Left") {
-            const error = pulled.left
-            if (Option.isNone(error)) {
-              // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
-              try {
-                decoder.end()
-                finish(new ConnectionLost({ reason: "closed" }))
-              } catch (e) {
-                finish(e as DecodeError)
-              }
-            } else {
-              finish(error.value)
+          const pulled = yield* Effect.either(take)
+          if (pulled._tag === "Left") return finish(pulled.left)
+          if (pulled.right === undefined) {
+            // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
+            try {
+              decoder.end()
+              finish(new ConnectionLost({ reason: "closed" }))
+            } catch (e) {
+              finish(e as DecodeError)
             }
             return
           }

@@ -115,6 +115,12 @@ export interface Transport {
    * dropped (the end is reported by `incoming`).
    */
   readonly write: (bytes: Uint8Array) => boolean
+  /**
+   * Optional: `write` for several byte strings at once, in order, as one
+   * system call where the transport can (a large value goes out from its own
+   * memory instead of being copied behind the box's header). Same return.
+   */
+  readonly writev?: (chunks: ReadonlyArray<Uint8Array>) => boolean
   /** Completes when the buffered bytes are back under the high-water mark. */
   readonly writable: Effect.Effect<void, ConnectionLost>
   /** Ends our side gracefully, then tears the connection down after a bounded wait. Idempotent. */

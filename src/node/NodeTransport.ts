@@ -501,6 +501,16 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       return out.writableLength <= writeHighWaterMark
     }
 
+    const writev = (chunks: ReadonlyArray<Uint8Array>): boolean => {
+      const out = output
+      if (detached || closing || out.destroyed || out.writableEnded) return false
+      // Corked writes leave in one writev().
+      out.cork()
+      for (const c of chunks) out.write(c)
+      out.uncork()
+      return out.writableLength <= writeHighWaterMark
+    }
+
     const lostOnWrite = () => new ConnectionLost({ reason: closing ? "closed by us" : "closed" })
 
     /** Waits until the output drains under the mark. */
@@ -781,6 +791,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       incoming: inbox.stream(),
       takeChunks: inbox.take,
       write,
+      writev,
       writable,
       close,
       startTls,
