@@ -334,6 +334,34 @@ describe("BoxCodec", () => {
       }
     })
 
+    it("boxes with many keys, repeated ones among them, agree with the model at any chunking and key limit", () =>
+      FastCheck.assert(
+        FastCheck.property(
+          FastCheck.array(
+            FastCheck.array(FastCheck.tuple(FastCheck.integer({ min: 0, max: 30 }), FastCheck.uint8Array({ maxLength: 20 })), {
+              maxLength: 50,
+              size: "max"
+            }),
+            { minLength: 1, maxLength: 4 }
+          ),
+          cutsArb,
+          FastCheck.integer({ min: 0, max: 40 }),
+          (fields, fractions, maxKeys) => {
+            // The wire form of each box, repeats included (encodeBox cannot write those).
+            const bytes = concat(
+              ...fields.map((box) => concat(...box.map(([k, v]) => concat([0, 2, 0x6b, 0x41 + k], u16(v.length), v)), [0, 0]))
+            )
+            const limits = { maxBoxBytes: BoxCodec.defaultLimits.maxBoxBytes, maxKeys }
+            const expected = model(bytes, limits)
+            const { boxes, error } = decodePieces(piecesAt(bytes, cutsAt(bytes.length, fractions)), limits)
+            expect(allPairs(boxes)).toEqual(allPairs(expected.boxes))
+            if (expected.error === undefined) expect(error).toBeUndefined()
+            else expect(error).toMatchObject(expected.error)
+          }
+        ),
+        { numRuns: 200 }
+      ))
+
     it("a lone 00 00 is an empty box; an empty stream has no boxes", () => {
       expect(BoxCodec.parse(new Uint8Array([0, 0])).map((b) => b.size)).toEqual([0])
       expect(BoxCodec.parse(new Uint8Array([0, 0, 0, 0, 0, 0])).map((b) => b.size)).toEqual([0, 0, 0])
