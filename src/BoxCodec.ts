@@ -11,6 +11,11 @@
  * contiguous piece of memory. {@link decode} wraps it as a `Channel` for
  * `Stream`s.
  *
+ * The encoders: {@link encodeBox} and {@link encodeBoxes} return fresh
+ * buffers; {@link BoxWriter} is the write path of a connection (boxes packed
+ * into reused slabs, large values not copied); {@link BoxEncoder} reuses one
+ * scratch buffer.
+ *
  * @since 0.1.0
  */
 import * as FileSystem from "@effect/platform/FileSystem"
@@ -544,32 +549,39 @@ export class BoxDecoder {
 
 /** Encoded size of `box`, validating it on the way. Throws {@link EncodeError}. */
 export const encodedLength = (box: AmpBox): number => {
+  const keys = box._keys
   let n = 2
-  for (const [k, v] of box) {
-    if (k.length === 0 || k.length > MAX_KEY_LENGTH) {
-      throw new TooLong({ isKey: true, isLocal: true, key: k, length: k.length })
-    }
-    if (v.length > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: v.length })
-    for (let i = 0; i < k.length; i++) if (k.charCodeAt(i) > 0xff) throw new InvalidKey({ key: k })
-    n += 4 + k.length + v.length
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!
+    const kl = k.length
+    if (kl === 0 || kl > MAX_KEY_LENGTH) throw new TooLong({ isKey: true, isLocal: true, key: k, length: kl })
+    const vl = box.valueLength(i)
+    if (vl > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: vl })
+    for (let j = 0; j < kl; j++) if (k.charCodeAt(j) > 0xff) throw new InvalidKey({ key: k })
+    n += 4 + kl + vl
   }
   return n
 }
 
+/** Writes a field's key length, key and value length at `at`; returns where the value goes. */
+const writeHeader = (out: Uint8Array, at: number, k: string, vl: number): number => {
+  const kl = k.length
+  out[at] = 0
+  out[at + 1] = kl
+  at += 2
+  for (let j = 0; j < kl; j++) out[at++] = k.charCodeAt(j)
+  out[at] = vl >>> 8
+  out[at + 1] = vl & 0xff
+  return at + 2
+}
+
 /** Writes `box`, already validated by {@link encodedLength}, at `at` in `out`; returns the end offset. */
 const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
-  for (const [k, v] of box) {
-    const kl = k.length
-    out[at] = 0
-    out[at + 1] = kl
-    at += 2
-    for (let i = 0; i < kl; i++) out[at++] = k.charCodeAt(i)
-    const vl = v.length
-    out[at] = vl >>> 8
-    out[at + 1] = vl & 0xff
-    at += 2
-    if (vl < 16) for (let i = 0; i < vl; i++) out[at + i] = v[i]!
-    else out.set(v, at)
+  const keys = box._keys
+  for (let i = 0; i < keys.length; i++) {
+    const vl = box.valueLength(i)
+    at = writeHeader(out, at, keys[i]!, vl)
+    box.copyValue(i, out, at)
     at += vl
   }
   out[at] = 0
@@ -577,34 +589,197 @@ const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
   return at + 2
 }
 
-/** The wire bytes of one box, in one buffer. Throws {@link EncodeError}. */
+/** The wire bytes of one box, in one fresh buffer the caller owns. Throws {@link EncodeError}. */
 export const encodeBox = (box: AmpBox): Uint8Array => {
   const out = allocUnsafe(encodedLength(box))
   writeBox(box, out, 0)
   return out
 }
 
-/** The wire bytes of several boxes, back to back, in one buffer. Throws {@link EncodeError}. */
+/** The wire bytes of several boxes, back to back, in one fresh buffer. Throws {@link EncodeError}. */
 export const encodeBoxes = (boxes: Iterable<AmpBox>): Uint8Array => {
   const list = Array.isArray(boxes) ? (boxes as ReadonlyArray<AmpBox>) : [...boxes]
   let n = 0
-  for (const b of list) n += encodedLength(b)
+  for (let i = 0; i < list.length; i++) n += encodedLength(list[i]!)
   const out = allocUnsafe(n)
   let at = 0
-  for (const b of list) at = writeBox(b, out, at)
+  for (let i = 0; i < list.length; i++) at = writeBox(list[i]!, out, at)
   return out
 }
 
 /**
  * Boxes already validated by {@link encodedLength}, whose lengths add up to
- * `size`, into one buffer. The box protocol's write path: it validates at
- * `sendBox` time, then writes a turn's worth of boxes at once.
+ * `size`, into one fresh buffer.
  */
 export const writeBoxes = (boxes: ReadonlyArray<AmpBox>, size: number): Uint8Array => {
   const out = allocUnsafe(size)
   let at = 0
-  for (const b of boxes) at = writeBox(b, out, at)
+  for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
   return out
+}
+
+/**
+ * Encodes one box at a time into a scratch buffer it reuses: no allocation
+ * per box once the scratch is big enough.
+ *
+ * The bytes `encode` returns are only valid until the next call to `encode`
+ * on the same encoder, which overwrites them (and may hand back the very
+ * same `Uint8Array` object). Copy them, or finish with them (for instance
+ * with a synchronous write that copies), before encoding the next box. For
+ * bytes you keep, use {@link encodeBox}; for a socket, {@link BoxWriter}.
+ *
+ * @since 0.1.0
+ */
+export class BoxEncoder {
+  private scratch: Uint8Array
+  private last: Uint8Array = EMPTY
+
+  /** `initialBytes`: the scratch buffer's first size (it grows to the largest box seen). Default 64 KiB. */
+  constructor(initialBytes = 64 * 1024) {
+    this.scratch = allocUnsafeSlow(Math.max(2, initialBytes))
+  }
+
+  /**
+   * The wire bytes of `box`: a view of the scratch buffer, valid until the
+   * next `encode`. Throws {@link EncodeError} (leaving the last result intact).
+   */
+  encode(box: AmpBox): Uint8Array {
+    const n = encodedLength(box)
+    let scratch = this.scratch
+    if (n > scratch.length) scratch = this.scratch = allocUnsafeSlow(Math.max(n, 2 * scratch.length))
+    writeBox(box, scratch, 0)
+    let last = this.last
+    // A view costs more than encoding a small box: keep the last one while it fits.
+    if (last.length !== n || last.buffer !== scratch.buffer) {
+      last = this.last = new Uint8Array(scratch.buffer, scratch.byteOffset, n)
+    }
+    return last
+  }
+}
+
+/** What {@link BoxWriter} accepts. */
+export interface BoxWriterOptions {
+  /** Size of the buffers small boxes are written into, back to back. Default 64 KiB. */
+  readonly slabBytes?: number
+  /**
+   * Values of at least this many bytes are not copied: {@link BoxWriter.take}
+   * hands out the value's own memory as a chunk of its own. Default 16 KiB.
+   */
+  readonly largeValueBytes?: number
+}
+
+/**
+ * The encoder of a connection's write path: boxes in, chunks to write out,
+ * with no allocation per box and no copy of large values.
+ *
+ * ```ts
+ * const writer = new BoxWriter()
+ * writer.add(box1) // throws EncodeError for a bad box, appending nothing
+ * writer.add(box2)
+ * socket.cork(); for (const chunk of writer.take()) socket.write(chunk); socket.uncork()
+ * ```
+ *
+ * Boxes are written back to back into a slab (`slabBytes`) and handed out by
+ * `take` as views of it; later boxes go on in the same slab after the part
+ * handed out, which is never written again (like Node's `Buffer` pool), and
+ * a full slab is replaced by a fresh one. A value of `largeValueBytes` or more
+ * is not copied: `take` returns that value itself as a chunk, between the
+ * chunks holding the bytes around it. So do not change a value's bytes until
+ * the chunks are written (boxes are meant to be immutable anyway).
+ *
+ * Chunks are views of memory the writer never touches again once taken: they
+ * can be queued, written later or kept.
+ *
+ * @since 0.1.0
+ */
+export class BoxWriter {
+  private readonly slabBytes: number
+  private readonly largeValueBytes: number
+  private slab: Uint8Array = EMPTY
+  /** `slab[start, at)`: written and not yet handed out. */
+  private start = 0
+  private at = 0
+  /** Chunks sealed since the last `take`, in order. */
+  private chunks: Array<Uint8Array> = []
+  private pending = 0
+
+  constructor(options?: BoxWriterOptions) {
+    this.slabBytes = Math.max(512, options?.slabBytes ?? 64 * 1024)
+    this.largeValueBytes = Math.max(1, options?.largeValueBytes ?? 16 * 1024)
+  }
+
+  /** Bytes appended and not yet taken. */
+  get size(): number {
+    return this.pending
+  }
+
+  /**
+   * Validates `box` (throws {@link EncodeError}: {@link TooLong} or
+   * {@link InvalidKey}, appending nothing) and appends its bytes. Returns
+   * its encoded length.
+   */
+  add(box: AmpBox): number {
+    const n = encodedLength(box)
+    const large = this.largeValueBytes
+    const keys = box._keys
+    // What goes into the slab: everything but the large values.
+    let copied = n
+    if (n - 6 >= large) {
+      for (let i = 0; i < keys.length; i++) {
+        const vl = box.valueLength(i)
+        if (vl >= large) copied -= vl
+      }
+    }
+    if (this.slab.length - this.at < copied) this.newSlab(copied)
+    const slab = this.slab
+    let at = this.at
+    for (let i = 0; i < keys.length; i++) {
+      const vl = box.valueLength(i)
+      at = writeHeader(slab, at, keys[i]!, vl)
+      if (vl >= large) {
+        this.at = at
+        this.seal()
+        this.chunks.push(box.valueAt(i))
+      } else {
+        box.copyValue(i, slab, at)
+        at += vl
+      }
+    }
+    slab[at] = 0
+    slab[at + 1] = 0
+    this.at = at + 2
+    this.pending += n
+    return n
+  }
+
+  /**
+   * Everything appended since the last `take`, as chunks to write in order
+   * (several boxes share a chunk). The writer never touches their memory
+   * again. An empty array when nothing was appended.
+   */
+  take(): Array<Uint8Array> {
+    this.seal()
+    const out = this.chunks
+    this.chunks = []
+    this.pending = 0
+    return out
+  }
+
+  /** Moves `slab[start, at)` to the chunks. */
+  private seal(): void {
+    if (this.at > this.start) {
+      this.chunks.push(new Uint8Array(this.slab.buffer, this.slab.byteOffset + this.start, this.at - this.start))
+      this.start = this.at
+    }
+  }
+
+  /** Seals the current slab and starts a fresh one with room for at least `bytes`. */
+  private newSlab(bytes: number): void {
+    this.seal()
+    this.slab = allocUnsafeSlow(Math.max(this.slabBytes, bytes))
+    this.start = 0
+    this.at = 0
+  }
 }
 
 /** {@link encodeBox} as an Effect with a typed error. */
