@@ -341,10 +341,10 @@ describe("BoxCodec", () => {
       expect(again[1]!.length).toBe(5000)
     })
 
-    it("the default zero-copy threshold is 16 KiB", () => {
+    it("the default zero-copy threshold is 8 KiB", () => {
       const w = new BoxCodec.BoxWriter()
-      const at = new Uint8Array(16 * 1024)
-      const below = new Uint8Array(16 * 1024 - 1)
+      const at = new Uint8Array(8 * 1024)
+      const below = new Uint8Array(8 * 1024 - 1)
       w.add(AmpBox.make({ below }))
       expect(w.take().length).toBe(1)
       w.add(AmpBox.make({ at }))
