@@ -6,10 +6,15 @@
  * zero key length (`00 00`). Keys are 1..255 bytes, values 0..65535.
  *
  * The decoder is a plain incremental state machine, usable without the
- * Effect runtime: push chunks of any size, pull boxes. It walks each chunk
- * with an offset, hands out values as views into the chunk, and copies only a
- * field that straddles two chunks. {@link decode} wraps it as a `Channel` for
+ * Effect runtime: push chunks of any size, pull boxes. A box inside one chunk
+ * is read in place (no copy); a box that spans chunks is gathered into one
+ * contiguous piece of memory. {@link decode} wraps it as a `Channel` for
  * `Stream`s.
+ *
+ * The encoders: {@link encodeBox} and {@link encodeBoxes} return fresh
+ * buffers; {@link BoxWriter} is the write path of a connection (boxes packed
+ * into reused slabs, large values not copied); {@link BoxEncoder} reuses one
+ * scratch buffer.
  *
  * @since 0.1.0
  */
@@ -19,7 +24,7 @@ import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { AmpBox, unsafeFromMap } from "./AmpBox.js"
+import { AmpBox, unsafeFromSpans } from "./AmpBox.js"
 import {
   BoxTooLarge,
   type DecodeError,
@@ -82,10 +87,23 @@ const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 }
 
 /**
+ * The same string, internalized: V8 then compares it with a literal such as
+ * `"_command"` by pointer. Property names are internalized, so one round
+ * through an object does it; it runs on key-cache misses only.
+ */
+const internalize = (s: string): string => {
+  const o: Record<string, 0> = {}
+  o[s] = 0
+  for (const k in o) return k
+  return s
+}
+
+/**
  * Reads a key as a byte string. The same few keys (`_command`, `_ask`, the
  * argument names) arrive in every box, so short keys go through a small cache
  * indexed by length and first and last byte: a hit costs a byte comparison
- * instead of building a string.
+ * instead of building a string, and hands out the same (internalized) string
+ * every time, which makes the box's key lookups pointer compares.
  */
 const keyCache: Array<string | undefined> = new Array(1 << 12)
 const readKey = (buf: Uint8Array, start: number, end: number): string => {
@@ -100,8 +118,82 @@ const readKey = (buf: Uint8Array, start: number, end: number): string => {
   }
   let s = ""
   for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!)
+  s = internalize(s)
   keyCache[slot] = s
   return s
+}
+
+/** Past this many keys a box under construction finds repeated keys with a `Map`, not a scan. */
+const SCAN_KEYS = 12
+
+/**
+ * Records field `key` (value at `offset`, `length` bytes) with `dict`
+ * semantics: a repeated key keeps its first position and takes the new value.
+ * Returns the key index, built once the box outgrows a scan.
+ */
+const addField = (
+  keys: Array<string>,
+  spans: Array<number>,
+  index: Map<string, number> | undefined,
+  key: string,
+  offset: number,
+  length: number
+): Map<string, number> | undefined => {
+  let i: number | undefined
+  if (index === undefined) {
+    const n = keys.length
+    for (let j = 0; j < n; j++) {
+      if (keys[j] === key) {
+        spans[2 * j] = offset
+        spans[2 * j + 1] = length
+        return undefined
+      }
+    }
+    if (n < SCAN_KEYS) {
+      keys.push(key)
+      spans.push(offset, length)
+      return undefined
+    }
+    index = new Map()
+    for (let j = 0; j < n; j++) index.set(keys[j]!, j)
+  } else if ((i = index.get(key)) !== undefined) {
+    spans[2 * i] = offset
+    spans[2 * i + 1] = length
+    return index
+  }
+  index.set(key, keys.length)
+  keys.push(key)
+  spans.push(offset, length)
+  return index
+}
+
+const allocUnsafeSlow: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
+  ? (n) => globalThis.Buffer.allocUnsafeSlow(n)
+  : (n) => new Uint8Array(n)
+
+/**
+ * Memory for boxes gathered from several chunks. One `ArrayBuffer` per box
+ * proved the dominant cost of large values (a 64 KiB value arriving in 64 KiB
+ * reads): each fresh buffer is a malloc that the allocator often serves with
+ * fresh pages (a page fault per 4 KiB) and external memory that pushes V8
+ * into extra collections. So pieces of up to 256 KiB are carved, back to
+ * back, from a shared 1 MiB slab (as Node's `Buffer` pool does at 8 KiB);
+ * bigger ones get their own buffer. A piece is never reused: the box owns it,
+ * and the slab lives as long as any box carved from it.
+ */
+const SLAB_BYTES = 1024 * 1024
+const SLAB_PIECE_MAX = SLAB_BYTES / 4
+let slab: Uint8Array = EMPTY
+let slabAt = 0
+const gatherAlloc = (n: number): Uint8Array => {
+  if (n > SLAB_PIECE_MAX) return allocUnsafe(n)
+  if (slab.length - slabAt < n) {
+    slab = allocUnsafeSlow(SLAB_BYTES)
+    slabAt = 0
+  }
+  const out = new Uint8Array(slab.buffer, slab.byteOffset + slabAt, n)
+  slabAt += n
+  return out
 }
 
 /**
@@ -117,6 +209,13 @@ const readKey = (buf: Uint8Array, start: number, end: number): string => {
  * the bad bytes has been returned by then. After an error the decoder stays
  * failed.
  *
+ * A box wholly inside one pushed chunk is read in one tight pass and keeps
+ * a reference to that chunk: its values are made, as views, only when asked
+ * for. A box that spans chunks is walked by a state machine that copies its
+ * bytes as each chunk is left, so that its values are contiguous too (one
+ * copy). Either way a box's bytes never change after it is returned, whatever
+ * is pushed later, as long as callers do not reuse the memory of pushed chunks.
+ *
  * @since 0.1.0
  */
 export class BoxDecoder {
@@ -131,22 +230,32 @@ export class BoxDecoder {
   /** Chunks pushed while `buf` still had bytes. */
   private readonly queue: Array<Uint8Array> = []
 
+  // The state machine, for a box that spans chunks (or holds an error).
   private state = State.KeyLength
-  /** The box under construction; `undefined` between boxes. */
-  private map: Map<string, Uint8Array> | undefined = undefined
+  /** Whether the state machine is inside a box. */
+  private inBox = false
   /** Stream offset where the current box started. */
   private boxStart = 0
   /** Where the current box starts in `buf` (0 when it started in an earlier chunk). */
   private boxPos = 0
-  /** Earlier chunks' raw bytes of the current box, kept (by reference) for `takeLeftover`. */
-  private spanned: Array<Uint8Array> = []
+  /**
+   * Earlier chunks' raw bytes of the current box, copied in as each chunk is
+   * left (`gathered[0, gatherFill)`): the box's values will read from here.
+   */
+  private gathered: Uint8Array = EMPTY
+  private gatherFill = 0
+  /** The current box's keys, and its values' offsets from the box start and lengths. */
+  private keys: Array<string> = []
+  private spans: Array<number> = []
+  private index: Map<string, number> | undefined = undefined
   private key = ""
+  /** Length of the current key or value; for a value, the bytes still to skip. */
   private fieldLength = 0
+  /** Bytes of a straddling key gathered so far in `keyPart`. */
+  private keyFill = 0
+  private readonly keyPart = new Uint8Array(MAX_KEY_LENGTH)
   /** First byte of a length prefix split across chunks, or -1. */
   private prefixHigh = -1
-  /** A field that straddles chunks is gathered here. */
-  private part: Uint8Array | undefined = undefined
-  private partFill = 0
   private failure: DecodeError | undefined = undefined
 
   constructor(limits?: DecoderLimits) {
@@ -161,27 +270,27 @@ export class BoxDecoder {
 
   /** Whether the decoder is inside a box (some of its bytes read, not all). */
   get midBox(): boolean {
-    return this.map !== undefined
+    return this.inBox
   }
 
   /** Bytes pushed and not yet consumed by a complete box. */
   get buffered(): number {
-    let n = this.buf.length - (this.map === undefined ? this.pos : this.boxPos)
-    for (const c of this.spanned) n += c.length
+    let n = this.buf.length - (this.inBox ? this.boxPos : this.pos)
+    n += this.gatherFill
     for (const c of this.queue) n += c.length
     return n
   }
 
-  /** Appends bytes to decode. Zero-copy: the decoder keeps a reference. */
+  /** Appends bytes to decode. Zero-copy: the decoder keeps a reference, so do not reuse the chunk's memory. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
     if (this.pos >= this.buf.length && this.queue.length === 0) this.advance(chunk)
     else this.queue.push(chunk)
   }
 
-  /** Moves on to `chunk`, keeping the current box's raw bytes for `takeLeftover`. */
+  /** Moves on to `chunk`, keeping the current box's raw bytes. */
   private advance(chunk: Uint8Array): void {
-    if (this.map !== undefined && this.boxPos < this.buf.length) this.spanned.push(this.buf.subarray(this.boxPos))
+    if (this.inBox && this.boxPos < this.buf.length) this.gather(this.buf, this.boxPos, this.buf.length)
     this.base += this.buf.length
     this.buf = chunk
     this.pos = 0
@@ -197,12 +306,51 @@ export class BoxDecoder {
         if (chunk === undefined) return undefined
         this.advance(chunk)
       }
+      if (!this.inBox) {
+        const box = this.readBox()
+        if (box !== undefined) return box
+      }
       const box = this.run()
       if (box !== undefined) return box
     }
   }
 
-  /** Walks `buf` from `pos`; returns a box as soon as one completes. */
+  /**
+   * The fast path: a whole box at `pos` in `buf`, in one pass. Gives up
+   * (returns `undefined`, leaving `pos` alone) when the box is not all there
+   * or breaks a rule; the state machine then takes the box from its start,
+   * and reports any error at its exact offset.
+   */
+  private readBox(): AmpBox | undefined {
+    const buf = this.buf
+    const len = buf.length
+    const start = this.pos
+    const maxKeys = this.maxKeys
+    const maxEnd = start + this.maxBoxBytes
+    const keys: Array<string> = []
+    const spans: Array<number> = []
+    let index: Map<string, number> | undefined
+    let p = start
+    for (;;) {
+      if (p + 2 > len) return undefined
+      const kl = (buf[p]! << 8) | buf[p + 1]!
+      p += 2
+      if (kl === 0) break
+      if (kl > MAX_KEY_LENGTH || keys.length >= maxKeys || p + kl + 2 > len) return undefined
+      const key = readKey(buf, p, p + kl)
+      p += kl
+      const vl = (buf[p]! << 8) | buf[p + 1]!
+      p += 2
+      // The box so far, this value, and the closing 00 00 must fit.
+      if (p + vl + 2 > maxEnd || p + vl > len) return undefined
+      index = addField(keys, spans, index, key, p, vl)
+      p += vl
+    }
+    this.pos = p
+    return unsafeFromSpans(keys, buf, spans, index)
+  }
+
+  /** The state machine: walks `buf` from `pos`; returns a box as soon as one completes. */
   private run(): AmpBox | undefined {
     const buf = this.buf
     const len = buf.length
@@ -210,42 +358,41 @@ export class BoxDecoder {
     while (pos < len) {
       switch (this.state) {
         case State.KeyLength: {
-          if (this.map === undefined) {
-            this.map = new Map()
+          if (!this.inBox) {
+            this.inBox = true
             this.boxStart = this.base + pos
             this.boxPos = pos
+            this.keys = []
+            this.spans = []
+            this.index = undefined
           }
           const n = this.lengthPrefix(buf, pos)
           pos = this.pos
           if (n < 0) continue
-          if (n === 0) {
-            const box = unsafeFromMap(this.map)
-            this.map = undefined
-            this.spanned = []
-            this.pos = pos
-            return box
-          }
+          if (n === 0) return this.finish()
           if (n > MAX_KEY_LENGTH) {
-            this.pos = pos
             return this.fail(new LengthLimitExceeded({ length: n, offset: this.base + pos - 2 }))
           }
-          if (this.map.size >= this.maxKeys) {
-            this.pos = pos
+          if (this.keys.length >= this.maxKeys) {
             return this.fail(new BoxTooLarge({ limit: "keys", max: this.maxKeys, boxOffset: this.boxStart }))
           }
           this.fieldLength = n
+          this.keyFill = 0
           this.state = State.Key
           break
         }
         case State.Key: {
           const n = this.fieldLength
-          if (this.part === undefined && pos + n <= len) {
+          if (this.keyFill === 0 && pos + n <= len) {
             this.key = readKey(buf, pos, pos + n)
             pos += n
           } else {
-            pos = this.gather(buf, pos)
-            if (this.part !== undefined) continue
-            this.key = readKey(this.lastPart!, 0, n)
+            const part = this.keyPart
+            let fill = this.keyFill
+            while (fill < n && pos < len) part[fill++] = buf[pos++]!
+            this.keyFill = fill
+            if (fill < n) continue
+            this.key = readKey(part, 0, n)
           }
           this.state = State.ValueLength
           break
@@ -254,39 +401,71 @@ export class BoxDecoder {
           const n = this.lengthPrefix(buf, pos)
           pos = this.pos
           if (n < 0) continue
+          const at = this.base + pos - this.boxStart
           // The box so far, this value, and the closing 00 00 must fit.
-          if (this.base + pos + n + 2 - this.boxStart > this.maxBoxBytes) {
-            this.pos = pos
+          if (at + n + 2 > this.maxBoxBytes) {
             return this.fail(new BoxTooLarge({ limit: "bytes", max: this.maxBoxBytes, boxOffset: this.boxStart }))
           }
+          this.index = addField(this.keys, this.spans, this.index, this.key, at, n)
           this.fieldLength = n
-          this.state = State.Value
-          if (n === 0) {
-            this.map!.set(this.key, EMPTY)
-            this.state = State.KeyLength
-          }
+          this.state = n === 0 ? State.KeyLength : State.Value
           break
         }
         case State.Value: {
-          const n = this.fieldLength
-          let value: Uint8Array
-          if (this.part === undefined && pos + n <= len) {
-            // A plain view: `Buffer#subarray` goes through species lookup and costs 3x more.
-            value = new Uint8Array(buf.buffer, buf.byteOffset + pos, n)
-            pos += n
-          } else {
-            pos = this.gather(buf, pos)
-            if (this.part !== undefined) continue
-            value = this.lastPart!
-          }
-          this.map!.set(this.key, value)
-          this.state = State.KeyLength
+          const take = Math.min(this.fieldLength, len - pos)
+          pos += take
+          this.fieldLength -= take
+          if (this.fieldLength === 0) this.state = State.KeyLength
           break
         }
       }
     }
     this.pos = pos
     return undefined
+  }
+
+  /** The box the state machine just closed (`pos` is past its `00 00`). */
+  private finish(): AmpBox {
+    const spans = this.spans
+    let src: Uint8Array
+    if (this.gatherFill === 0) {
+      // All in this chunk after all: offsets from the box start become offsets in `buf`.
+      src = this.buf
+      for (let i = 0; i < spans.length; i += 2) spans[i] = spans[i]! + this.boxPos
+    } else {
+      if (this.pos > 0) this.gather(this.buf, 0, this.pos)
+      src = this.gathered
+      this.gathered = EMPTY
+      this.gatherFill = 0
+    }
+    const box = unsafeFromSpans(this.keys, src, spans, this.index)
+    this.inBox = false
+    this.keys = []
+    this.spans = []
+    this.index = undefined
+    return box
+  }
+
+  /**
+   * Appends `chunk[from, to)` to the current box's gathered bytes. The first
+   * time, the buffer is sized for the box so far plus the rest of the field
+   * being read and the closing `00 00`: exact for the common case of one
+   * large value straddling a chunk boundary. After that it doubles (within
+   * `maxBoxBytes`); the box keeps it as is, so at worst half of it is slack.
+   */
+  private gather(chunk: Uint8Array, from: number, to: number): void {
+    const n = to - from
+    const fill = this.gatherFill
+    let out = this.gathered
+    if (fill + n > out.length) {
+      const rest = this.state === State.Value ? this.fieldLength : this.state === State.Key ? this.fieldLength - this.keyFill + 2 : 0
+      const size = Math.max(fill + n, Math.min(Math.max(fill + n + rest + 2, 2 * out.length), this.maxBoxBytes))
+      const grown = gatherAlloc(size)
+      if (fill > 0) grown.set(new Uint8Array(out.buffer, out.byteOffset, fill))
+      out = this.gathered = grown
+    }
+    out.set(from === 0 && to === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset + from, n), fill)
+    this.gatherFill = fill + n
   }
 
   /**
@@ -310,26 +489,6 @@ export class BoxDecoder {
     return -1
   }
 
-  /** The field completed by the last `gather`. */
-  private lastPart: Uint8Array | undefined = undefined
-
-  /** Copies what `buf` holds of a straddling field; clears `part` once the field is whole. */
-  private gather(buf: Uint8Array, pos: number): number {
-    const n = this.fieldLength
-    if (this.part === undefined) {
-      this.part = new Uint8Array(n)
-      this.partFill = 0
-    }
-    const take = Math.min(n - this.partFill, buf.length - pos)
-    this.part.set(buf.subarray(pos, pos + take), this.partFill)
-    this.partFill += take
-    if (this.partFill === n) {
-      this.lastPart = this.part
-      this.part = undefined
-    }
-    return pos + take
-  }
-
   private fail(error: DecodeError): never {
     this.failure = error
     throw error
@@ -341,9 +500,9 @@ export class BoxDecoder {
    * start of a box with nothing buffered.
    */
   takeLeftover(): Uint8Array {
-    const boundary = this.map !== undefined ? this.boxStart : this.base + this.pos
-    const parts = [...this.spanned]
-    const from = this.map !== undefined ? this.boxPos : this.pos
+    const boundary = this.inBox ? this.boxStart : this.base + this.pos
+    const parts = this.gatherFill > 0 ? [this.gathered.subarray(0, this.gatherFill)] : []
+    const from = this.inBox ? this.boxPos : this.pos
     if (from < this.buf.length) parts.push(this.buf.subarray(from))
     parts.push(...this.queue)
     const leftover = concat(parts)
@@ -353,12 +512,15 @@ export class BoxDecoder {
     this.pos = 0
     this.boxPos = 0
     this.queue.length = 0
-    this.spanned = []
-    this.map = undefined
+    this.gathered = EMPTY
+    this.gatherFill = 0
+    this.inBox = false
+    this.keys = []
+    this.spans = []
+    this.index = undefined
     this.state = State.KeyLength
     this.prefixHigh = -1
-    this.part = undefined
-    this.lastPart = undefined
+    this.keyFill = 0
     return leftover
   }
 
@@ -369,7 +531,7 @@ export class BoxDecoder {
       // Bytes not yet walked: walk them; a complete box here is a caller bug, say so loudly.
       if (this.next() !== undefined) throw new Error("BoxDecoder.end called with undelivered boxes")
     }
-    if (this.map !== undefined) {
+    if (this.inBox) {
       this.fail(
         new IncompleteBox({
           boxOffset: this.boxStart,
@@ -387,32 +549,39 @@ export class BoxDecoder {
 
 /** Encoded size of `box`, validating it on the way. Throws {@link EncodeError}. */
 export const encodedLength = (box: AmpBox): number => {
+  const keys = box._keys
   let n = 2
-  for (const [k, v] of box) {
-    if (k.length === 0 || k.length > MAX_KEY_LENGTH) {
-      throw new TooLong({ isKey: true, isLocal: true, key: k, length: k.length })
-    }
-    if (v.length > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: v.length })
-    for (let i = 0; i < k.length; i++) if (k.charCodeAt(i) > 0xff) throw new InvalidKey({ key: k })
-    n += 4 + k.length + v.length
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!
+    const kl = k.length
+    if (kl === 0 || kl > MAX_KEY_LENGTH) throw new TooLong({ isKey: true, isLocal: true, key: k, length: kl })
+    const vl = box.valueLength(i)
+    if (vl > MAX_VALUE_LENGTH) throw new TooLong({ isKey: false, isLocal: true, key: k, length: vl })
+    for (let j = 0; j < kl; j++) if (k.charCodeAt(j) > 0xff) throw new InvalidKey({ key: k })
+    n += 4 + kl + vl
   }
   return n
 }
 
+/** Writes a field's key length, key and value length at `at`; returns where the value goes. */
+const writeHeader = (out: Uint8Array, at: number, k: string, vl: number): number => {
+  const kl = k.length
+  out[at] = 0
+  out[at + 1] = kl
+  at += 2
+  for (let j = 0; j < kl; j++) out[at++] = k.charCodeAt(j)
+  out[at] = vl >>> 8
+  out[at + 1] = vl & 0xff
+  return at + 2
+}
+
 /** Writes `box`, already validated by {@link encodedLength}, at `at` in `out`; returns the end offset. */
 const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
-  for (const [k, v] of box) {
-    const kl = k.length
-    out[at] = 0
-    out[at + 1] = kl
-    at += 2
-    for (let i = 0; i < kl; i++) out[at++] = k.charCodeAt(i)
-    const vl = v.length
-    out[at] = vl >>> 8
-    out[at + 1] = vl & 0xff
-    at += 2
-    if (vl < 16) for (let i = 0; i < vl; i++) out[at + i] = v[i]!
-    else out.set(v, at)
+  const keys = box._keys
+  for (let i = 0; i < keys.length; i++) {
+    const vl = box.valueLength(i)
+    at = writeHeader(out, at, keys[i]!, vl)
+    box.copyValue(i, out, at)
     at += vl
   }
   out[at] = 0
@@ -420,34 +589,199 @@ const writeBox = (box: AmpBox, out: Uint8Array, at: number): number => {
   return at + 2
 }
 
-/** The wire bytes of one box, in one buffer. Throws {@link EncodeError}. */
+/** The wire bytes of one box, in one fresh buffer the caller owns. Throws {@link EncodeError}. */
 export const encodeBox = (box: AmpBox): Uint8Array => {
   const out = allocUnsafe(encodedLength(box))
   writeBox(box, out, 0)
   return out
 }
 
-/** The wire bytes of several boxes, back to back, in one buffer. Throws {@link EncodeError}. */
+/** The wire bytes of several boxes, back to back, in one fresh buffer. Throws {@link EncodeError}. */
 export const encodeBoxes = (boxes: Iterable<AmpBox>): Uint8Array => {
   const list = Array.isArray(boxes) ? (boxes as ReadonlyArray<AmpBox>) : [...boxes]
   let n = 0
-  for (const b of list) n += encodedLength(b)
+  for (let i = 0; i < list.length; i++) n += encodedLength(list[i]!)
   const out = allocUnsafe(n)
   let at = 0
-  for (const b of list) at = writeBox(b, out, at)
+  for (let i = 0; i < list.length; i++) at = writeBox(list[i]!, out, at)
   return out
 }
 
 /**
  * Boxes already validated by {@link encodedLength}, whose lengths add up to
- * `size`, into one buffer. The box protocol's write path: it validates at
- * `sendBox` time, then writes a turn's worth of boxes at once.
+ * `size`, into one fresh buffer.
  */
 export const writeBoxes = (boxes: ReadonlyArray<AmpBox>, size: number): Uint8Array => {
   const out = allocUnsafe(size)
   let at = 0
-  for (const b of boxes) at = writeBox(b, out, at)
+  for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
   return out
+}
+
+/**
+ * Encodes one box at a time into a scratch buffer it reuses: no allocation
+ * per box once the scratch is big enough.
+ *
+ * The bytes `encode` returns are only valid until the next call to `encode`
+ * on the same encoder, which overwrites them (and may hand back the very
+ * same `Uint8Array` object). Copy them, or finish with them (for instance
+ * with a synchronous write that copies), before encoding the next box. For
+ * bytes you keep, use {@link encodeBox}; for a socket, {@link BoxWriter}.
+ *
+ * @since 0.1.0
+ */
+export class BoxEncoder {
+  private scratch: Uint8Array
+  private last: Uint8Array = EMPTY
+
+  /** `initialBytes`: the scratch buffer's first size (it grows to the largest box seen). Default 64 KiB. */
+  constructor(initialBytes = 64 * 1024) {
+    this.scratch = allocUnsafeSlow(Math.max(2, initialBytes))
+  }
+
+  /**
+   * The wire bytes of `box`: a view of the scratch buffer, valid until the
+   * next `encode`. Throws {@link EncodeError} (leaving the last result intact).
+   */
+  encode(box: AmpBox): Uint8Array {
+    const n = encodedLength(box)
+    let scratch = this.scratch
+    if (n > scratch.length) scratch = this.scratch = allocUnsafeSlow(Math.max(n, 2 * scratch.length))
+    writeBox(box, scratch, 0)
+    let last = this.last
+    // A view costs more than encoding a small box: keep the last one while it fits.
+    if (last.length !== n || last.buffer !== scratch.buffer) {
+      last = this.last = new Uint8Array(scratch.buffer, scratch.byteOffset, n)
+    }
+    return last
+  }
+}
+
+/** What {@link BoxWriter} accepts. */
+export interface BoxWriterOptions {
+  /** Size of the buffers small boxes are written into, back to back. Default 64 KiB. */
+  readonly slabBytes?: number
+  /**
+   * Values of at least this many bytes are not copied: {@link BoxWriter.take}
+   * hands out the value's own memory as a chunk of its own. Default 8 KiB:
+   * over loopback TCP (chunks written corked), not copying already paid at
+   * 8 KiB and was even at 4 KiB.
+   */
+  readonly largeValueBytes?: number
+}
+
+/**
+ * The encoder of a connection's write path: boxes in, chunks to write out,
+ * with no allocation per box and no copy of large values.
+ *
+ * ```ts
+ * const writer = new BoxWriter()
+ * writer.add(box1) // throws EncodeError for a bad box, appending nothing
+ * writer.add(box2)
+ * socket.cork(); for (const chunk of writer.take()) socket.write(chunk); socket.uncork()
+ * ```
+ *
+ * Boxes are written back to back into a slab (`slabBytes`) and handed out by
+ * `take` as views of it; later boxes go on in the same slab after the part
+ * handed out, which is never written again (like Node's `Buffer` pool), and
+ * a full slab is replaced by a fresh one. A value of `largeValueBytes` or more
+ * is not copied: `take` returns that value itself as a chunk, between the
+ * chunks holding the bytes around it. So do not change a value's bytes until
+ * the chunks are written (boxes are meant to be immutable anyway).
+ *
+ * Chunks are views of memory the writer never touches again once taken: they
+ * can be queued, written later or kept.
+ *
+ * @since 0.1.0
+ */
+export class BoxWriter {
+  private readonly slabBytes: number
+  private readonly largeValueBytes: number
+  private slab: Uint8Array = EMPTY
+  /** `slab[start, at)`: written and not yet handed out. */
+  private start = 0
+  private at = 0
+  /** Chunks sealed since the last `take`, in order. */
+  private chunks: Array<Uint8Array> = []
+  private pending = 0
+
+  constructor(options?: BoxWriterOptions) {
+    this.slabBytes = Math.max(512, options?.slabBytes ?? 64 * 1024)
+    this.largeValueBytes = Math.max(1, options?.largeValueBytes ?? 8 * 1024)
+  }
+
+  /** Bytes appended and not yet taken. */
+  get size(): number {
+    return this.pending
+  }
+
+  /**
+   * Validates `box` (throws {@link EncodeError}: {@link TooLong} or
+   * {@link InvalidKey}, appending nothing) and appends its bytes. Returns
+   * its encoded length.
+   */
+  add(box: AmpBox): number {
+    const n = encodedLength(box)
+    const large = this.largeValueBytes
+    const keys = box._keys
+    // What goes into the slab: everything but the large values.
+    let copied = n
+    if (n - 6 >= large) {
+      for (let i = 0; i < keys.length; i++) {
+        const vl = box.valueLength(i)
+        if (vl >= large) copied -= vl
+      }
+    }
+    if (this.slab.length - this.at < copied) this.newSlab(copied)
+    const slab = this.slab
+    let at = this.at
+    for (let i = 0; i < keys.length; i++) {
+      const vl = box.valueLength(i)
+      at = writeHeader(slab, at, keys[i]!, vl)
+      if (vl >= large) {
+        this.at = at
+        this.seal()
+        this.chunks.push(box.valueAt(i))
+      } else {
+        box.copyValue(i, slab, at)
+        at += vl
+      }
+    }
+    slab[at] = 0
+    slab[at + 1] = 0
+    this.at = at + 2
+    this.pending += n
+    return n
+  }
+
+  /**
+   * Everything appended since the last `take`, as chunks to write in order
+   * (several boxes share a chunk). The writer never touches their memory
+   * again. An empty array when nothing was appended.
+   */
+  take(): Array<Uint8Array> {
+    this.seal()
+    const out = this.chunks
+    this.chunks = []
+    this.pending = 0
+    return out
+  }
+
+  /** Moves `slab[start, at)` to the chunks. */
+  private seal(): void {
+    if (this.at > this.start) {
+      this.chunks.push(new Uint8Array(this.slab.buffer, this.slab.byteOffset + this.start, this.at - this.start))
+      this.start = this.at
+    }
+  }
+
+  /** Seals the current slab and starts a fresh one with room for at least `bytes`. */
+  private newSlab(bytes: number): void {
+    this.seal()
+    this.slab = allocUnsafeSlow(Math.max(this.slabBytes, bytes))
+    this.start = 0
+    this.at = 0
+  }
 }
 
 /** {@link encodeBox} as an Effect with a typed error. */

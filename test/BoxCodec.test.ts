@@ -275,6 +275,152 @@ describe("BoxCodec", () => {
     })
   })
 
+  describe("BoxWriter", () => {
+    const joined = (chunks: ReadonlyArray<Uint8Array>) => new Uint8Array(Buffer.concat(chunks))
+    const sizesArb = FastCheck.record({
+      slabBytes: FastCheck.oneof(FastCheck.integer({ min: 1, max: 4000 }), FastCheck.integer({ min: 4000, max: 200_000 })),
+      largeValueBytes: FastCheck.oneof(FastCheck.integer({ min: 1, max: 3000 }), FastCheck.integer({ min: 3000, max: 70_000 }))
+    })
+
+    it("its chunks, joined, are encodeBoxes of the same boxes, at any slab and large-value size, taken at any points", () =>
+      FastCheck.assert(
+        FastCheck.property(boxesArb(), sizesArb, FastCheck.array(FastCheck.boolean(), { maxLength: 8 }), (boxes, sizes, takes) => {
+          const w = new BoxCodec.BoxWriter(sizes)
+          const chunks: Array<Uint8Array> = []
+          let pending = 0
+          boxes.forEach((box, i) => {
+            const n = w.add(box)
+            expect(n).toBe(BoxCodec.encodedLength(box))
+            pending += n
+            expect(w.size).toBe(pending)
+            if (takes[i]) {
+              chunks.push(...w.take())
+              pending = 0
+              expect(w.size).toBe(0)
+            }
+          })
+          chunks.push(...w.take())
+          expect(chunks.every((c) => c.length > 0)).toBe(true)
+          return sameBytes(joined(chunks), BoxCodec.encodeBoxes(boxes))
+        }),
+        { numRuns: 150 }
+      ))
+
+    it("several small boxes share one chunk; take with nothing appended is an empty array", () => {
+      const w = new BoxCodec.BoxWriter()
+      expect(w.take()).toEqual([])
+      const boxes = Array.from({ length: 10 }, (_, i) => AmpBox.make({ _ask: `${i}`, v: "x" }))
+      for (const b of boxes) w.add(b)
+      const chunks = w.take()
+      expect(chunks.length).toBe(1)
+      expect(hex(chunks[0]!)).toBe(hex(BoxCodec.encodeBoxes(boxes)))
+      expect(w.take()).toEqual([])
+      expect(w.size).toBe(0)
+    })
+
+    it("a value of largeValueBytes or more is handed out as itself (no copy); a smaller one is copied", () => {
+      const large = new Uint8Array(5000).fill(1)
+      const small = new Uint8Array(4999).fill(2)
+      const w = new BoxCodec.BoxWriter({ largeValueBytes: 5000 })
+      w.add(AmpBox.fromEntries([["a", "1"], ["big", large], ["small", small], ["big2", large], ["z", ""]]))
+      const chunks = w.take()
+      // header+a+big's header | big | small's field and big2's header | big2 | z and the end
+      expect(chunks.length).toBe(5)
+      expect(chunks[1]).toBe(large)
+      expect(chunks[3]).toBe(large)
+      for (const i of [0, 2, 4]) expect(chunks[i]!.buffer).not.toBe(small.buffer)
+      expect(hex(joined(chunks))).toBe(hex(BoxCodec.encodeBox(AmpBox.fromEntries([["a", "1"], ["big", large], ["small", small], ["big2", large], ["z", ""]]))))
+      // A decoded box's large value goes out as a view of the bytes it was read from.
+      const bytes = BoxCodec.encodeBox(AmpBox.make({ k: large }))
+      const [decoded] = BoxCodec.parse(bytes)
+      w.add(decoded!)
+      const again = w.take()
+      expect(again.length).toBe(3)
+      expect(again[1]!.buffer).toBe(bytes.buffer)
+      expect(again[1]!.byteOffset).toBe(bytes.byteOffset + 5)
+      expect(again[1]!.length).toBe(5000)
+    })
+
+    it("the default zero-copy threshold is 8 KiB", () => {
+      const w = new BoxCodec.BoxWriter()
+      const at = new Uint8Array(8 * 1024)
+      const below = new Uint8Array(8 * 1024 - 1)
+      w.add(AmpBox.make({ below }))
+      expect(w.take().length).toBe(1)
+      w.add(AmpBox.make({ at }))
+      expect(w.take()[1]).toBe(at)
+    })
+
+    it("chunks already taken never change, however many boxes follow in the same slab", () => {
+      const w = new BoxCodec.BoxWriter({ slabBytes: 1024, largeValueBytes: 300 })
+      const samples = FastCheck.sample(boxArb(false), { numRuns: 300, seed: 3 })
+      const taken: Array<{ readonly chunk: Uint8Array; readonly copy: Uint8Array }> = []
+      const buffers = new Set<ArrayBufferLike>()
+      samples.forEach((box, i) => {
+        w.add(box)
+        if (i % 3 === 0) {
+          for (const chunk of w.take()) {
+            taken.push({ chunk, copy: chunk.slice() })
+            buffers.add(chunk.buffer)
+          }
+        }
+      })
+      for (const chunk of w.take()) taken.push({ chunk, copy: chunk.slice() })
+      // Slabs were shared between takes (far fewer buffers than chunks), and nothing taken was written again.
+      expect(buffers.size).toBeLessThan(taken.length / 2)
+      expect(taken.every(({ chunk, copy }) => sameBytes(chunk, copy))).toBe(true)
+      expect(sameBytes(joined(taken.map((t) => t.chunk)), BoxCodec.encodeBoxes(samples))).toBe(true)
+    })
+
+    it("a box that fails validation throws and appends nothing", () => {
+      const w = new BoxCodec.BoxWriter({ slabBytes: 600, largeValueBytes: 100 })
+      const first = AmpBox.make({ a: "1" })
+      const last = AmpBox.make({ b: "2" })
+      w.add(first)
+      const size = w.size
+      const bad = [
+        [AmpBox.fromEntries([["ok", new Uint8Array(500)], ["k".repeat(256), "v"]]), TooLong],
+        [AmpBox.fromEntries([["ok", new Uint8Array(500)], ["v", new Uint8Array(65536)]]), TooLong],
+        [AmpBox.fromEntries([["ok", "1"], ["", "v"]]), TooLong],
+        [AmpBox.fromEntries([["ok", new Uint8Array(200)], ["\u20ac", "v"]]), InvalidKey]
+      ] as const
+      for (const [box, type] of bad) {
+        expect(thrown(() => w.add(box))).toBeInstanceOf(type)
+        expect(w.size).toBe(size)
+      }
+      w.add(last)
+      expect(hex(joined(w.take()))).toBe(hex(BoxCodec.encodeBoxes([first, last])))
+    })
+  })
+
+  describe("BoxEncoder", () => {
+    it("encodes as encodeBox, growing its scratch buffer as needed", () =>
+      FastCheck.assert(
+        FastCheck.property(boxesArb(), (boxes) => {
+          const e = new BoxCodec.BoxEncoder(16)
+          return boxes.every((b) => sameBytes(e.encode(b), BoxCodec.encodeBox(b)))
+        }),
+        { numRuns: 60 }
+      ))
+
+    it("reuses its buffer: a result is only valid until the next encode", () => {
+      const e = new BoxCodec.BoxEncoder()
+      const one = e.encode(AmpBox.make({ a: "1" }))
+      expect(hex(one)).toBe("000161000131" + "0000")
+      const two = e.encode(AmpBox.make({ a: "2" }))
+      expect(hex(two)).toBe("000161000132" + "0000")
+      expect(hex(one)).toBe(hex(two))
+      expect(one.buffer).toBe(two.buffer)
+    })
+
+    it("throws the encoding errors", () => {
+      const e = new BoxCodec.BoxEncoder()
+      expect(thrown(() => e.encode(AmpBox.make({ "\u20ac": "v" })))).toBeInstanceOf(InvalidKey)
+      expect(thrown(() => e.encode(AmpBox.make({ v: new Uint8Array(65536) })))).toBeInstanceOf(TooLong)
+      expect(hex(e.encode(AmpBox.empty))).toBe("0000")
+    })
+  })
+
   describe("decode(encode(boxes)) is the identity", () => {
     it("at random split points", () =>
       FastCheck.assert(
@@ -333,6 +479,34 @@ describe("BoxCodec", () => {
         expect(allPairs(boxes)).toEqual([[["k", "33"], ["j", "32"]]])
       }
     })
+
+    it("boxes with many keys, repeated ones among them, agree with the model at any chunking and key limit", () =>
+      FastCheck.assert(
+        FastCheck.property(
+          FastCheck.array(
+            FastCheck.array(FastCheck.tuple(FastCheck.integer({ min: 0, max: 30 }), FastCheck.uint8Array({ maxLength: 20 })), {
+              maxLength: 50,
+              size: "max"
+            }),
+            { minLength: 1, maxLength: 4 }
+          ),
+          cutsArb,
+          FastCheck.integer({ min: 0, max: 40 }),
+          (fields, fractions, maxKeys) => {
+            // The wire form of each box, repeats included (encodeBox cannot write those).
+            const bytes = concat(
+              ...fields.map((box) => concat(...box.map(([k, v]) => concat([0, 2, 0x6b, 0x41 + k], u16(v.length), v)), [0, 0]))
+            )
+            const limits = { maxBoxBytes: BoxCodec.defaultLimits.maxBoxBytes, maxKeys }
+            const expected = model(bytes, limits)
+            const { boxes, error } = decodePieces(piecesAt(bytes, cutsAt(bytes.length, fractions)), limits)
+            expect(allPairs(boxes)).toEqual(allPairs(expected.boxes))
+            if (expected.error === undefined) expect(error).toBeUndefined()
+            else expect(error).toMatchObject(expected.error)
+          }
+        ),
+        { numRuns: 200 }
+      ))
 
     it("a lone 00 00 is an empty box; an empty stream has no boxes", () => {
       expect(BoxCodec.parse(new Uint8Array([0, 0])).map((b) => b.size)).toEqual([0])

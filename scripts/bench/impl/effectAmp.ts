@@ -18,7 +18,9 @@ import { budget, type CodecAdapter, type Drive, type NodeAdapter, type Server, t
 const codec: CodecAdapter = {
   encoder: (fields) => {
     const box = AmpBox.make(fields)
-    return () => BoxCodec.encodeBox(box)
+    // The write path's cost: a reused scratch buffer, as BoxWriter reuses its slab (no allocation per box).
+    const encoder = new BoxCodec.BoxEncoder()
+    return () => encoder.encode(box)
   },
   decoder: () => {
     const decoder = new BoxCodec.BoxDecoder()
