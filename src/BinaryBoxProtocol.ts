@@ -41,7 +41,7 @@ import {
   type TransportUnsupported
 } from "./AmpError.js"
 import type { ConnectionEnded } from "./AmpError.js"
-import { BoxDecoder, type DecoderLimits, encodedLength, writeBoxes } from "./BoxCodec.js"
+import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
 
 /**
@@ -170,8 +170,8 @@ export const make = (
     const endDeferred = yield* Deferred.make<End>()
 
     // --- sending -----------------------------------------------------------
-    let pending: Array<AmpBox> = []
-    let pendingBytes = 0
+    // Boxes are encoded as they are sent, into a reused slab; large values are not copied.
+    const writer = new BoxWriter()
     let flushScheduled = false
     let blocked = false
     let locked = false
@@ -182,22 +182,22 @@ export const make = (
 
     const flush = (): void => {
       flushScheduled = false
-      if (pending.length === 0) return
-      const boxes = pending
-      const size = pendingBytes
-      pending = []
-      pendingBytes = 0
+      if (writer.size === 0) return
+      const chunks = writer.take()
       if (endReason !== undefined && !switched) return
-      const ok = transport.write(writeBoxes(boxes, size))
+      const ok = chunks.length === 1
+        ? transport.write(chunks[0]!)
+        : transport.writev !== undefined
+        ? transport.writev(chunks)
+        : chunks.reduce((ok, c) => transport.write(c) && ok, true)
       if (!ok) blocked = true
     }
 
     const enqueue = (box: AmpBox): void => {
-      pendingBytes += encodedLength(box)
-      pending.push(box)
+      writer.add(box)
       // A producer that never yields would otherwise pile a whole turn's boxes up here:
       // past the batch limit, write now, so `blocked` (and with it `sendBox`) holds it back.
-      if (pendingBytes >= maxBatchBytes) return flush()
+      if (writer.size >= maxBatchBytes) return flush()
       if (!flushScheduled) {
         flushScheduled = true
         schedule(flush)
