@@ -196,6 +196,9 @@ const gatherAlloc = (n: number): Uint8Array => {
   return out
 }
 
+/** Spare room a gathered box may keep; past it `finish` copies the box to a buffer of its size. */
+const GATHER_SLACK_MAX = 64 * 1024
+
 /**
  * Incremental AMP decoder.
  *
@@ -435,6 +438,13 @@ export class BoxDecoder {
     } else {
       if (this.pos > 0) this.gather(this.buf, 0, this.pos)
       src = this.gathered
+      const fill = this.gatherFill
+      if (src.length - fill > GATHER_SLACK_MAX) {
+        // A big box that grew by doubling: do not let it keep up to twice its size.
+        const exact = gatherAlloc(fill)
+        exact.set(new Uint8Array(src.buffer, src.byteOffset, fill))
+        src = exact
+      }
       this.gathered = EMPTY
       this.gatherFill = 0
     }
@@ -451,7 +461,7 @@ export class BoxDecoder {
    * time, the buffer is sized for the box so far plus the rest of the field
    * being read and the closing `00 00`: exact for the common case of one
    * large value straddling a chunk boundary. After that it doubles (within
-   * `maxBoxBytes`); the box keeps it as is, so at worst half of it is slack.
+   * `maxBoxBytes`); `finish` trims a buffer left with much slack.
    */
   private gather(chunk: Uint8Array, from: number, to: number): void {
     const n = to - from
