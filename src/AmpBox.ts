@@ -10,7 +10,8 @@
  *   ASCII keys such as `_command` read as themselves; a non-Latin-1 key has to
  *   be spelled as its bytes (see {@link keyFromUtf8}).
  * - a **value** is a `Uint8Array`. Decoded values may be views into the chunk
- *   they arrived in; treat them as read-only.
+ *   they arrived in (or into the copy of a box that spanned chunks); treat
+ *   them as read-only.
  *
  * Boxes are immutable and compare by content, whatever the key order.
  * Duplicate keys on the wire keep the first key's position and the last
@@ -325,7 +326,15 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
   /** Every value as UTF-8 text (invalid sequences become U+FFFD); for logs and tests. */
   toTextRecord(): Record<string, string> {
     const out: Record<string, string> = {}
-    for (let i = 0; i < this._keys.length; i++) out[this._keys[i]!] = decodeUtf8Lenient(this.valueAt(i))
+    for (let i = 0; i < this._keys.length; i++) {
+      // Defined, not assigned: assigning `__proto__` would set the prototype and drop the key.
+      Object.defineProperty(out, this._keys[i]!, {
+        value: decodeUtf8Lenient(this.valueAt(i)),
+        enumerable: true,
+        writable: true,
+        configurable: true
+      })
+    }
     return out
   }
 

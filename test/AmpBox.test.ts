@@ -78,8 +78,7 @@ const checkAgainst = (box: AmpBox.AmpBox, m: ReadonlyMap<string, Uint8Array>) =>
     expect(box.get(absent)).toBeUndefined()
     expect(box.getText(absent)).toBeUndefined()
   }
-  const text: Record<string, string> = {}
-  for (const [k, v] of m) text[k] = AmpBox.decodeUtf8Lenient(v)
+  const text = Object.fromEntries([...m].map(([k, v]) => [k, AmpBox.decodeUtf8Lenient(v)]))
   expect(box.toTextRecord()).toEqual(text)
   expect(box.toJSON()).toEqual({ _id: "AmpBox", entries: text })
 }
@@ -111,6 +110,13 @@ describe("AmpBox", () => {
       expect(box.getText("_command")).toBe("Sum")
       expect(box.getText("b")).toBeUndefined()
       expect(hex(box.get("b")!)).toBe("ff")
+    })
+
+    it("keys that mean something to JS objects decode as plain keys", () => {
+      const entries = ["__proto__", "constructor", "toString", "0", "length", "hasOwnProperty"].map((k, i) => [k, AmpBox.utf8(`${i}`)] as const)
+      const [box] = BoxCodec.parse(wireOf(entries))
+      checkAgainst(box!, modelOf(entries))
+      expect(box!.toTextRecord()).toEqual(Object.fromEntries(entries.map(([k], i) => [k, `${i}`])))
     })
 
     it("a decoded value is the same view every time it is asked for", () => {

@@ -834,6 +834,16 @@ describe("BoxCodec", () => {
         { numRuns: 80 }
       ))
 
+    it("a big box gathered from many chunks keeps memory of about its own size", () => {
+      const box = AmpBox.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, new Uint8Array(60000).fill(i)]))
+      const bytes = BoxCodec.encodeBox(box)
+      const { boxes } = decodePieces(piecesAt(bytes, everyN(bytes.length, 65536)))
+      expect(sameBoxes(boxes, [box])).toBe(true)
+      const held = new Set([...boxes[0]!].map(([, v]) => v.buffer))
+      expect(held.size).toBe(1)
+      expect([...held][0]!.byteLength).toBeLessThanOrEqual(bytes.length + 64 * 1024)
+    })
+
     it("a value split over chunks is a copy of its own", () => {
       const bytes = BoxCodec.encodeBoxes([AmpBox.make({ k: "hello world" }), AmpBox.make({ k: "HELLO WORLD" })])
       const d = new BoxCodec.BoxDecoder()
