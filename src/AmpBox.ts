@@ -207,6 +207,20 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
     return v
   }
 
+  /**
+   * @internal `read(bytes, start, end)` over the value of `key`, without
+   * making a view of a decoded value; `undefined` when the key is absent.
+   * For parsers of short values (tags, integers): `read` must not keep `bytes`.
+   */
+  readValue<A>(key: string, read: (bytes: Uint8Array, start: number, end: number) => A): A | undefined {
+    const i = this.indexOf(key)
+    if (i < 0) return undefined
+    const v = this._values?.[i]
+    if (v !== undefined) return read(v, 0, v.length)
+    const from = this._spans![2 * i]!
+    return read(this._src!, from, from + this._spans![2 * i + 1]!)
+  }
+
   /** @internal length of the value of `_keys[i]`, without making a view */
   valueLength(i: number): number {
     const v = this._values?.[i]

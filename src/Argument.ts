@@ -96,6 +96,12 @@ export interface Spec<A> {
   readonly fromWire: (bytes: Uint8Array) => A
   readonly toWire: (value: A) => Uint8Array
   readonly fromBox?: ((box: AmpBox, key: string) => A | undefined) | undefined
+  /**
+   * `fromWire` over `bytes[start, end)`, for short values: lets the default
+   * `fromBox` read a decoded box's value without making a view of it. Must
+   * not keep `bytes`.
+   */
+  readonly fromWireAt?: ((bytes: Uint8Array, start: number, end: number) => A) | undefined
   readonly toBox?: ((value: A, key: string, out: BoxFields) => void) | undefined
   /** Recognizes values of `A` for the schema's type side (default: anything). */
   readonly is?: ((u: unknown) => u is A) | undefined
@@ -135,17 +141,19 @@ const schemaOf = <A>(spec: Spec<A>): Schema.Schema<A, Uint8Array> => {
  * @since 0.1.0
  */
 export const make = <A>(spec: Spec<A>): Argument<A> => {
-  const { fromWire, toWire, typeName } = spec
+  const { fromWire, fromWireAt, toWire, typeName } = spec
   return {
     [ArgumentTypeId]: ArgumentTypeId,
     typeName,
     optional: false,
     fromWire,
     toWire,
-    fromBox: spec.fromBox ?? ((box, key) => {
-      const v = box.get(key)
-      return v === undefined ? undefined : fromWire(v)
-    }),
+    fromBox: spec.fromBox ?? (fromWireAt !== undefined
+      ? (box, key) => box.readValue(key, fromWireAt)
+      : (box, key) => {
+        const v = box.get(key)
+        return v === undefined ? undefined : fromWire(v)
+      }),
     toBox: spec.toBox ?? ((value, key, out) => void out.set(key, toWire(value))),
     schema: schemaOf(spec)
   }
@@ -247,24 +255,28 @@ const PY_FLOAT = new RegExp(`^[+-]?(?:(?:${DIGITS})?\\.${DIGITS}|${DIGITS}\\.?)(
 // Integers
 // ---------------------------------------------------------------------------
 
-const parseInteger = (bytes: Uint8Array): bigint => {
+/** `bytes[start, end)` as Python's `int()` reads it. */
+const parseIntegerAt = (bytes: Uint8Array, start: number, end: number): bigint => {
   // The common case first: up to 15 plain digits with an optional minus, exact in a double.
-  const n = bytes.length
+  const n = end - start
   if (n > 0 && n < 16) {
-    let i = bytes[0] === 0x2d ? 1 : 0
+    const negative = bytes[start] === 0x2d
+    let i = negative ? start + 1 : start
+    const first = i
     let v = 0
-    const start = i
-    for (; i < n; i++) {
+    for (; i < end; i++) {
       const d = bytes[i]! - 0x30
       if (d < 0 || d > 9) break
       v = v * 10 + d
     }
-    if (i === n && n > start) return BigInt(start === 1 ? -v : v)
+    if (i === end && end > first) return BigInt(negative ? -v : v)
   }
-  const s = asciiOf("Integer", bytes)
+  const s = asciiOf("Integer", bytes.subarray(start, end))
   if (!PY_INT.test(s)) fail("Integer", `not an integer: ${quote(s)}`)
   return BigInt(s.replace(/_/g, "").trim())
 }
+
+const parseInteger = (bytes: Uint8Array): bigint => parseIntegerAt(bytes, 0, bytes.length)
 
 /**
  * An integer of any size, as decimal digits (Twisted's `Integer`: writes
@@ -281,6 +293,7 @@ const parseInteger = (bytes: Uint8Array): bigint => {
 export const Integer: Argument<bigint> = make({
   typeName: "Integer",
   fromWire: parseInteger,
+  fromWireAt: parseIntegerAt,
   toWire: (n) => {
     if (typeof n !== "bigint") fail("Integer", `expected a bigint, got ${typeof n}`)
     return ascii(n.toString())
@@ -289,6 +302,13 @@ export const Integer: Argument<bigint> = make({
 })
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+const safeNumber = (n: bigint): number => {
+  if (n > MAX_SAFE || n < -MAX_SAFE) {
+    fail("Integer", `${n} is beyond what a number holds exactly; use Argument.Integer (bigint)`)
+  }
+  return Number(n)
+}
 
 /**
  * An integer as a JS `number`: the same wire form as {@link Integer}, but it
@@ -299,13 +319,8 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
  */
 export const IntegerNumber: Argument<number> = make({
   typeName: "Integer",
-  fromWire: (bytes) => {
-    const n = parseInteger(bytes)
-    if (n > MAX_SAFE || n < -MAX_SAFE) {
-      fail("Integer", `${n} is beyond what a number holds exactly; use Argument.Integer (bigint)`)
-    }
-    return Number(n)
-  },
+  fromWire: (bytes) => safeNumber(parseInteger(bytes)),
+  fromWireAt: (bytes, start, end) => safeNumber(parseIntegerAt(bytes, start, end)),
   toWire: (n) => {
     if (!Number.isSafeInteger(n)) fail("Integer", `${n} is not a safe integer (use Argument.Integer with a bigint)`)
     return ascii(globalThis.String(n))

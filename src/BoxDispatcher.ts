@@ -89,11 +89,17 @@ class Pending<A = AmpBox> {
 
   /** Completes the caller. */
   resume(exit: Exit.Exit<AmpBox, CallFailure>): void {
+    if (exit._tag === "Failure") this.resumeCaller(exit as Exit.Exit<never, CallFailure>)
+    else this.answered(exit.value)
+  }
+
+  /** Completes the caller with the answer `box`, decoded. */
+  answered(box: AmpBox): void {
     const decode = this.decode
-    if (decode === undefined || exit._tag === "Failure") return this.resumeCaller(exit as Exit.Exit<A, CallFailure>)
+    if (decode === undefined) return this.resumeCaller(Exit.succeed(box as A))
     let value: A
     try {
-      value = decode(exit.value)
+      value = decode(box)
     } catch (e) {
       return this.resumeCaller(Exit.fail(e as CallFailure))
     }
@@ -111,12 +117,12 @@ const tagBytes = (n: number): Uint8Array => {
   return out
 }
 
-/** The counter value of a tag spelled as we spell tags (lowercase hex, no leading zero), or -1. */
-const tagNumber = (bytes: Uint8Array): number => {
-  const n = bytes.length
-  if (n === 0 || n > 13 || bytes[0] === 0x30) return -1
+/** The counter value of the tag `bytes[start, end)` spelled as we spell tags (lowercase hex, no leading zero), or -1. */
+const tagNumberAt = (bytes: Uint8Array, start: number, end: number): number => {
+  const n = end - start
+  if (n === 0 || n > 13 || bytes[start] === 0x30) return -1
   let v = 0
-  for (let i = 0; i < n; i++) {
+  for (let i = start; i < end; i++) {
     const c = bytes[i]!
     const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1
     if (d < 0) return -1
@@ -199,19 +205,19 @@ export const make = (
       return new RemoteAmpError({ command: name, errorCode: code, description })
     }
 
-    const replyReceived = (tagBytes: Uint8Array, box: AmpBox, ok: boolean): void | Effect.Effect<void> => {
-      const tag = tagNumber(tagBytes)
+    const replyReceived = (tag: number, box: AmpBox, ok: boolean): void | Effect.Effect<void> => {
       const p = pending.get(tag)
       if (p === undefined) {
         if (tag > 0 && tag <= counter) return // a late answer to a call that gave up: dropped quietly
-        const spelled = JSON.stringify(bytesToByteString(tagBytes))
+        const spelled = JSON.stringify(bytesToByteString(box.get(ok ? "_answer" : "_error")!))
         return endWith(
           new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${spelled}, which was never asked` })
         )
       }
       pending.delete(tag)
       if (p.atBoundary !== undefined) return p.atBoundary(box, ok)
-      p.resume(ok ? Exit.succeed(box) : Exit.fail(remoteError(p.command, p.name, box)))
+      if (ok) p.answered(box)
+      else p.resume(Exit.fail(remoteError(p.command, p.name, box)))
     }
 
     /**
@@ -433,9 +439,9 @@ export const make = (
     }
 
     const ampBoxReceived = (box: AmpBox): void | Effect.Effect<void> => {
-      const answerTag = box.get("_answer")
+      const answerTag = box.readValue("_answer", tagNumberAt)
       if (answerTag !== undefined) return replyReceived(answerTag, box, true)
-      const errorTag = box.get("_error")
+      const errorTag = box.readValue("_error", tagNumberAt)
       if (errorTag !== undefined) return replyReceived(errorTag, box, false)
       const command = box.get("_command")
       if (command !== undefined) return commandReceived(command, box)

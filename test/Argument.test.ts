@@ -111,6 +111,30 @@ describe("Integer", () => {
     expect(thrown(() => Argument.Integer.fromWire(new Uint8Array([0x31, 0xc3, 0xa9]))).message).toContain("not ASCII")
     expect(thrown(() => Argument.Integer.toWire(1 as never)).message).toContain("expected a bigint")
   })
+
+  it("reads a decoded box's value in place exactly as fromWire reads its bytes", () => {
+    // Decoded boxes hand integers their bytes without a view (fromWireAt); the results must not differ.
+    const wires = ["0", "-1", "42", "007", " +1_000 ", "-0", "123456789012345", "1234567890123456", "9".repeat(40), "12x", "", "-", "1\u00e9"]
+    for (const wire of wires) {
+      const [box] = BoxCodec.parse(BoxCodec.encodeBox(AmpBox.make({ pad: "x", n: wire, after: "y" })))
+      const direct = (() => {
+        try {
+          return Argument.Integer.fromWire(AmpBox.utf8(wire))
+        } catch (e) {
+          return (e as Error).message
+        }
+      })()
+      const inPlace = (() => {
+        try {
+          return Argument.Integer.fromBox(box!, "n")
+        } catch (e) {
+          return (e as Error).message
+        }
+      })()
+      expect(inPlace, JSON.stringify(wire)).toEqual(direct)
+      expect(Argument.IntegerNumber.fromBox(box!, "missing")).toBeUndefined()
+    }
+  })
 })
 
 describe("IntegerNumber", () => {
