@@ -7,11 +7,21 @@
  *                                      boxes, {"handled", "peak_rss_mb"} after COUNT, and exits
  *   child.ts memory IMPL CALLS WARMUP  Sum client and server in this process: heap (after GC)
  *                                      and RSS after WARMUP calls, then after CALLS more
+ *   child.ts codec IMPL TIMING         codec rates; prints {"encodeSmall", "decodeSmall", ...}
+ *   child.ts calls IMPL INFLIGHT pipelined|sequential TIMING
+ *                                      Sum client and server in this process; prints {"callsPerSec"
+ *                                      (, "p50us", "p99us")}
+ *   child.ts client IMPL PORT INFLIGHT TIMING
+ *                                      Sum client against a server elsewhere; prints {"callsPerSec"}
+ *
+ * TIMING is the JSON of a `Timing` ({"warmup", "seconds", "runs"}).
  *
  * IMPL is an id of impl/index.ts (effect-amp, raw).
  */
 import { gc, listeningLine, MiB } from "./common.js"
+import type { Timing } from "./contenders.js"
 import { isNodeImplId, nodeImpls } from "./impl/index.js"
+import { nodeCodec, timedCalls } from "./measure.js"
 
 const [mode, id, a, b, c] = process.argv.slice(2)
 if (!isNodeImplId(id)) throw new Error(`unknown implementation ${id}; one of ${Object.keys(nodeImpls).join(", ")}`)
@@ -55,6 +65,21 @@ if (mode === "serve" && a === "sum") {
   await client.close()
   await server.close()
   process.exit(0)
+} else if (mode === "codec") {
+  print(nodeCodec(impl, JSON.parse(a!) as Timing))
+  process.exit(0)
+} else if (mode === "calls") {
+  const server = await impl.serveSum(0)
+  const client = await impl.connectSum(server.port)
+  print(await timedCalls(client, Number(a), JSON.parse(c!) as Timing, b === "sequential"))
+  await client.close()
+  await server.close()
+  process.exit(0)
+} else if (mode === "client") {
+  const client = await impl.connectSum(Number(a))
+  print(await timedCalls(client, Number(b), JSON.parse(c!) as Timing, false))
+  await client.close()
+  process.exit(0)
 } else {
-  throw new Error(`usage: child.ts serve IMPL sum | serve IMPL slow COUNT WARM | memory IMPL CALLS WARMUP (got ${process.argv.slice(2).join(" ")})`)
+  throw new Error(`usage: child.ts serve IMPL sum | serve IMPL slow COUNT WARM | memory IMPL CALLS WARMUP | codec IMPL TIMING | calls IMPL N pipelined|sequential TIMING | client IMPL PORT N TIMING (got ${process.argv.slice(2).join(" ")})`)
 }

@@ -10,10 +10,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
-import { gc, quantile } from "./common.js"
-import { nodeImpls, type NodeImplId } from "./impl/index.js"
-import { encode } from "./impl/rawNode.js"
-import type { Drive, Fields, NodeAdapter } from "./impl/types.js"
+import type { NodeImplId } from "./impl/index.js"
 
 export type ContenderId = NodeImplId | "twisted"
 
@@ -228,115 +225,40 @@ const num = (o: Record<string, unknown>, key: string): number => {
 // Node contenders
 // ---------------------------------------------------------------------------
 
-/** The small Sum box of the codec workloads. */
-export const SMALL: Fields = { _command: "Sum", _ask: "1f", a: "13", b: "81" }
-/** A box with one 64 KiB - 1 value. */
-export const BIG: Fields = { v: new Uint8Array(65535).fill(0x78) }
-
-/** `data` as 64 KiB reads, as a socket delivers it. */
-const chunked = (data: Uint8Array, size = 65536): Array<Uint8Array> => {
-  const out: Array<Uint8Array> = []
-  for (let i = 0; i < data.length; i += size) out.push(data.subarray(i, i + size))
-  return out
-}
-/** Decode input: 4096 Sum boxes (distinct `_ask`s), and 32 big boxes, in 64 KiB reads. */
-const smallStream = Buffer.concat(Array.from({ length: 4096 }, (_, i) => encode({ ...SMALL, _ask: (i + 1).toString(16) })))
-const bigStream = Buffer.concat(Array.from({ length: 32 }, () => encode(BIG)))
-
-let sink = 0
-/** Runs `op` (which returns units done) for about `seconds`; units per second. */
-const rate = (op: () => number, seconds: number): number => {
-  let units = 0
-  const t0 = performance.now()
-  const end = t0 + seconds * 1000
-  let now: number
-  do {
-    units += op()
-    now = performance.now()
-  } while (now < end)
-  return units / ((now - t0) / 1000)
-}
-const series = (op: () => number, t: Timing): Array<number> => {
-  rate(op, t.warmup)
-  // A full GC before each run, so that no run pays for the garbage of the one before.
-  return Array.from({ length: t.runs }, () => (gc(), rate(op, t.seconds)))
-}
-
-const nodeCodec = (a: NodeAdapter, t: Timing): CodecRuns => {
-  const encSmall = a.codec.encoder(SMALL)
-  const encBig = a.codec.encoder(BIG)
-  const decoding = (stream: Uint8Array, perBox: number) => {
-    const chunks = chunked(stream)
-    const push = a.codec.decoder()
-    return () => {
-      let n = 0
-      for (const c of chunks) n += push(c)
-      return n * perBox
-    }
-  }
-  return {
-    encodeSmall: series(() => {
-      for (let i = 0; i < 1000; i++) sink += encSmall().length
-      return 1000
-    }, t),
-    decodeSmall: series(decoding(smallStream, 1), t),
-    encodeBig: series(() => encBig().length, t).map((r) => r / 1e6),
-    decodeBig: series(decoding(bigStream, bigStream.length / 32), t).map((r) => r / 1e6)
-  }
-}
-
-/** Warm-up, then timed runs of a connected client. */
-const timedCalls = async (
-  client: { readonly run: (d: Drive) => Promise<number> },
-  inflight: number,
-  t: Timing,
-  sequential: boolean
-): Promise<CallRuns> => {
-  await client.run({ inflight, until: performance.now() + t.warmup * 1000 })
-  const callsPerSec: Array<number> = []
-  const p50us: Array<number> = []
-  const p99us: Array<number> = []
-  for (let i = 0; i < t.runs; i++) {
-    gc()
-    const latencies = sequential ? [] as Array<number> : undefined
-    const t0 = performance.now()
-    const n = await client.run({ inflight, until: t0 + t.seconds * 1000, ...(latencies ? { latencies } : {}) })
-    callsPerSec.push(n / ((performance.now() - t0) / 1000))
-    if (latencies) p50us.push(quantile(latencies, 0.5) * 1000), p99us.push(quantile(latencies, 0.99) * 1000)
-  }
-  return sequential ? { callsPerSec, p50us, p99us } : { callsPerSec }
-}
+const callRuns = (o: Record<string, unknown>): CallRuns =>
+  "p50us" in o
+    ? { callsPerSec: nums(o, "callsPerSec"), p50us: nums(o, "p50us"), p99us: nums(o, "p99us") }
+    : { callsPerSec: nums(o, "callsPerSec") }
 
 const nodeContender = (id: NodeImplId, label: string): Contender => {
-  const load = nodeImpls[id]
   return {
     id,
     label,
-    codec: async (t) => nodeCodec(await load(), t),
-    inProcess: async (inflight, t, sequential) => {
-      const a = await load()
-      const server = await a.serveSum(0)
-      try {
-        const client = await a.connectSum(server.port)
-        try {
-          return await timedCalls(client, inflight, t, sequential)
-        } finally {
-          await client.close()
-        }
-      } finally {
-        await server.close()
+    // Each measurement runs in a fresh process, as Twisted's do: no JIT state
+    // or heap left over from another workload or implementation.
+    codec: async (t) => {
+      const o = await runJson(process.execPath, await nodeArgs(["--expose-gc"], "codec", id, JSON.stringify(t)), budgetMs(t) * 5)
+      return {
+        encodeSmall: nums(o, "encodeSmall"),
+        decodeSmall: nums(o, "decodeSmall"),
+        encodeBig: nums(o, "encodeBig"),
+        decodeBig: nums(o, "decodeBig")
       }
     },
+    inProcess: async (inflight, t, sequential) =>
+      callRuns(
+        await runJson(
+          process.execPath,
+          await nodeArgs(["--expose-gc"], "calls", id, String(inflight), sequential ? "sequential" : "pipelined", JSON.stringify(t)),
+          budgetMs(t)
+        )
+      ),
     startServer: async (slow) =>
       startChild(process.execPath, await nodeArgs([], "serve", id, ...(slow === undefined ? ["sum"] : ["slow", String(slow.count), String(slow.warm)]))),
-    client: async (port, inflight, t) => {
-      const client = await (await load()).connectSum(port)
-      try {
-        return await timedCalls(client, inflight, t, false)
-      } finally {
-        await client.close()
-      }
-    },
+    client: async (port, inflight, t) =>
+      callRuns(
+        await runJson(process.execPath, await nodeArgs(["--expose-gc"], "client", id, String(port), String(inflight), JSON.stringify(t)), budgetMs(t))
+      ),
     memory: async (calls, warmup) => {
       const args = await nodeArgs(["--expose-gc"], "memory", id, String(calls), String(warmup))
       const o = await runJson(process.execPath, args, 900_000)

@@ -9,7 +9,11 @@
  *                       two-process, mixed, memory, flood
  *   --json FILE         also write every figure (and every run) as JSON
  *   --write-results     also write the table to scripts/bench/RESULTS.md
- *   --runs N            timed runs per figure (default 5, quick 3)
+ *   --runs N            timed runs per round (default 2, quick 3)
+ *   --rounds R          rounds of codec, pipelined and sequential figures (default 3, quick 1):
+ *                       each round measures every implementation once more, in turn, in a
+ *                       fresh process, so that a slow spell of a shared machine is spread
+ *                       over all of them rather than landing on one
  *   --seconds S         length of a timed run (default 1; codec 0.5; quick 0.12, codec 0.08)
  *   --calls N           calls for the memory workload (default 1,000,000; quick 5,000)
  *   --flood-mib N       bytes the flooding peer sends (default 200; quick 16)
@@ -72,7 +76,7 @@ if (flag("--help") || flag("-h")) {
   process.stdout.write(`${doc.replace(/^ \* ?/gm, "").trim()}\n`)
   process.exit(0)
 }
-const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--seconds", "--calls", "--flood-mib"])
+const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--rounds", "--seconds", "--calls", "--flood-mib"])
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]!
   if (!known.has(a)) fail(`unknown option ${a} (see --help)`)
@@ -88,7 +92,8 @@ const only: ReadonlyArray<Workload> = (() => {
     return hit ?? fail(`--only: unknown workload ${w}; one of ${WORKLOADS.join(", ")}`)
   })
 })()
-const runs = numberOption("--runs") ?? (quick ? 3 : 5)
+const runs = numberOption("--runs") ?? (quick ? 3 : 2)
+const rounds = numberOption("--rounds") ?? (quick ? 1 : 3)
 const seconds = numberOption("--seconds")
 // effect-amp needs about 0.3 s of calls before the JIT has it warm: the quick warm-up is longer than its runs.
 const rpcTiming: Timing = { warmup: Math.max(seconds ?? 0, quick ? 0.3 : 1), seconds: seconds ?? (quick ? 0.12 : 1), runs }
@@ -162,6 +167,28 @@ const each = async <A>(what: string, f: (c: Contender) => Promise<A>): Promise<P
   return out
 }
 
+/**
+ * {@link each}, `rounds` times over, the runs of every round put together.
+ * A contender that fails in any round is "n/a".
+ */
+const eachRound = async <A extends { readonly [K in keyof A]?: ReadonlyArray<number> }>(what: string, f: (c: Contender) => Promise<A>): Promise<PerContender<A | undefined>> => {
+  const all: Array<PerContender<A | undefined>> = []
+  for (let r = 1; r <= rounds; r++) all.push(await each(rounds > 1 ? `${what} (round ${r} of ${rounds})` : what, f))
+  const out: PerContender<A | undefined> = {}
+  for (const c of contenders) {
+    const results = all.map((round) => round[c.id])
+    if (results.some((x) => x === undefined)) continue
+    const merged: Record<string, Array<number>> = {}
+    for (const x of results as Array<A>) {
+      for (const [k, v] of Object.entries(x) as Array<[string, ReadonlyArray<number> | undefined]>) {
+        (merged[k] ??= []).push(...(v ?? []))
+      }
+    }
+    out[c.id] = merged as unknown as A
+  }
+  return out
+}
+
 const calls = (r: CallRuns) => r.callsPerSec
 const byId = (id: ContenderId) => contenders.find((c) => c.id === id)!
 
@@ -171,7 +198,7 @@ const byId = (id: ContenderId) => contenders.find((c) => c.id === id)!
 
 const workloads: Record<Workload, () => Promise<void>> = {
   codec: async () => {
-    const r = await each("codec", (c) => c.codec(codecTiming))
+    const r = await eachRound("codec", (c) => c.codec(codecTiming))
     addRow("encode small Sum box (boxes/s)", "boxes/s", r, (x) => x.encodeSmall)
     addRow("decode small Sum box (boxes/s)", "boxes/s", r, (x) => x.decodeSmall)
     addRow("encode box with a 64 KiB-1 value (MB/s)", "MB/s", r, (x) => x.encodeBig)
@@ -180,13 +207,13 @@ const workloads: Record<Workload, () => Promise<void>> = {
 
   pipelined: async () => {
     for (const inflight of [100, 1000]) {
-      const r = await each(`pipelined ${inflight}, one process`, (c) => c.inProcess(inflight, rpcTiming, false))
+      const r = await eachRound(`pipelined ${inflight}, one process`, (c) => c.inProcess(inflight, rpcTiming, false))
       addRow(`pipelined Sum, ${inflight} in flight, one process (calls/s)`, "calls/s", r, calls)
     }
   },
 
   sequential: async () => {
-    const r = await each("sequential, one process", (c) => c.inProcess(1, rpcTiming, true))
+    const r = await eachRound("sequential, one process", (c) => c.inProcess(1, rpcTiming, true))
     addRow("sequential Sum, 1 in flight, one process (calls/s)", "calls/s", r, calls)
     addRow("sequential latency p50 (µs)", "µs", r, (x) => x.p50us, true)
     addRow("sequential latency p99 (µs)", "µs", r, (x) => x.p99us, true)
@@ -356,7 +383,7 @@ const commandLine = (): string => {
 const main = async () => {
   process.once("SIGINT", () => (stopChildren(), process.exit(130)))
   const twistedV = await twistedVersion()
-  log(`workloads: ${only.join(", ")}${quick ? " (quick)" : ""}; ${runs} runs`)
+  log(`workloads: ${only.join(", ")}${quick ? " (quick)" : ""}; ${rounds} round(s) of ${runs} runs`)
   for (const w of only) await workloads[w]()
   const cpus = os.cpus()
   const meta = {
@@ -368,6 +395,7 @@ const main = async () => {
     command: commandLine(),
     quick,
     runs,
+    rounds,
     rpcTiming,
     codecTiming,
     memoryCalls,
@@ -378,7 +406,7 @@ const main = async () => {
     `- Date: ${meta.date}`,
     `- Node ${meta.node}; Twisted ${meta.twisted} (${PYTHON_NAME}); CPU: ${meta.cpu}, ${meta.cores} cores (os.cpus())`,
     `- Command: \`${meta.command}\`${quick ? " (quick: short runs, rough figures)" : ""}`,
-    `- ${runs} timed run${runs === 1 ? "" : "s"} of ${rpcTiming.seconds} s per call figure (codec: ${codecTiming.seconds} s); took ${meta.seconds} s`
+    `- ${rounds} round${rounds === 1 ? "" : "s"} of ${runs} timed run${runs === 1 ? "" : "s"} of ${rpcTiming.seconds} s per codec, pipelined and sequential figure (codec: ${codecTiming.seconds} s), each round in fresh processes after a warm-up; ${runs} runs for the other call figures; took ${meta.seconds} s`
   ].join("\n")
   const markdown = `${header}\n\n${table()}\n\n${LEGEND}\n`
   process.stdout.write(markdown)
