@@ -45,6 +45,7 @@ import {
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
 import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
+import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
 import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
@@ -169,7 +170,7 @@ export const make = (
     }
     const switchedFiber: { fiber?: Fiber.RuntimeFiber<void> } = {}
 
-    const pending = new Map<number, Pending<any>>()
+    const pending = new CallTable<Pending<any>>()
     /** When `pending` reaches this size, {@link sweep} runs before the next call is added. */
     let sweepAt = SWEEP_MIN
     let counter = 0
@@ -189,8 +190,7 @@ export const make = (
 
     const stopReceivingBoxes = (reason: End): void => {
       endReason = reason
-      const all = [...pending.values()]
-      pending.clear()
+      const all = pending.clear()
       for (const p of all) p.resume(Exit.fail(reason))
     }
 
@@ -206,7 +206,7 @@ export const make = (
     }
 
     const replyReceived = (tag: number, box: AmpBox, ok: boolean): void | Effect.Effect<void> => {
-      const p = pending.get(tag)
+      const p = pending.take(tag)
       if (p === undefined) {
         if (tag > 0 && tag <= counter) return // a late answer to a call that gave up: dropped quietly
         const spelled = JSON.stringify(bytesToByteString(box.get(ok ? "_answer" : "_error")!))
@@ -214,7 +214,6 @@ export const make = (
           new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${spelled}, which was never asked` })
         )
       }
-      pending.delete(tag)
       if (p.atBoundary !== undefined) return p.atBoundary(box, ok)
       if (ok) p.answered(box)
       else p.resume(Exit.fail(remoteError(p.command, p.name, box)))
@@ -231,16 +230,16 @@ export const make = (
      */
     const sweep = (): void => {
       const newest = new Map<Fiber.RuntimeFiber<unknown, unknown>, number>()
-      for (const [tag, p] of pending) {
+      for (const [tag, p] of pending.entries()) {
         const fiber = p.fiber
         if (fiber === undefined) continue
         if (fiber.unsafePoll() !== null) {
-          pending.delete(tag)
+          pending.take(tag)
           continue
         }
         // Tags grow with time and the map keeps insertion order: a later entry is a newer call.
         const older = newest.get(fiber)
-        if (older !== undefined) pending.delete(older)
+        if (older !== undefined) pending.take(older)
         newest.set(fiber, tag)
       }
       sweepAt = Math.max(SWEEP_MIN, pending.size * 2)
@@ -489,7 +488,7 @@ export const make = (
         }
         pending.set(tag, p)
         afterSend?.()
-        if (t !== undefined) return Effect.sync(() => void pending.delete(tag))
+        if (t !== undefined) return Effect.sync(() => void pending.take(tag))
       })
       const sent = protocol.isBlocked() ? Effect.zipRight(protocol.writable, call) : call
       return t === undefined

@@ -272,7 +272,8 @@ class Inbox<E> {
   private items: Array<Uint8Array> = []
   private bytes = 0
   private exit: Exit.Exit<void, E> | undefined = undefined
-  private readonly waiters = new Set<() => void>()
+  // An array, not a Set: see CallTable for what a churning Set costs the young generation.
+  private waiters: Array<() => void> = []
   private pausedByUs = false
   /** The stream to pause; `undefined` while nothing feeds the inbox. */
   source: Readable | undefined = undefined
@@ -356,9 +357,9 @@ class Inbox<E> {
   }
 
   private wake(): void {
-    if (this.waiters.size === 0) return
-    const waiting = [...this.waiters]
-    this.waiters.clear()
+    if (this.waiters.length === 0) return
+    const waiting = this.waiters
+    this.waiters = []
     for (const w of waiting) w()
   }
 
@@ -369,7 +370,7 @@ class Inbox<E> {
     // No canceler: Effect's interruption hook costs more than a read. A consumer that
     // gives up leaves its waiter behind until the next wake, which resumes nothing.
     return Effect.async<ReadonlyArray<Uint8Array> | undefined, E>((resume) => {
-      this.waiters.add(() => resume(this.take))
+      this.waiters.push(() => resume(this.take))
     })
   })
 
