@@ -61,6 +61,12 @@ export interface Options {
   readonly closeTimeoutMillis?: number
   /** How long a StartTLS handshake may take before it fails with `TlsError` (code `ETIMEDOUT`). Default 30000 ms; 0 waits forever. */
   readonly handshakeTimeoutMillis?: number
+  /**
+   * Turn Nagle's algorithm off (TCP_NODELAY). Default true: the box protocol
+   * already gathers a turn's boxes into one write, so holding a small write
+   * back for more only adds a round trip of latency to every lone call.
+   */
+  readonly noDelay?: boolean
   /** `info().localAddress`, when the socket cannot tell (a UNIX socket's path). */
   readonly localAddress?: string
   /** `info().peerAddress`, when the socket cannot tell (a UNIX socket's path). */
@@ -408,6 +414,7 @@ interface Io {
 const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, Scope.Scope> =>
   Effect.gen(function*() {
     const kind = options.kind ?? (io.socket ? guessKind(io.socket) : "stream")
+    if (io.socket instanceof net.Socket && options.noDelay !== false) io.socket.setNoDelay(true)
     const writeHighWaterMark = options.writeHighWaterMark ?? MiB
     const closeTimeout = options.closeTimeoutMillis ?? 2000
     const handshakeTimeout = options.handshakeTimeoutMillis ?? 30_000
