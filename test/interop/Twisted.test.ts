@@ -210,6 +210,10 @@ describe("interop with a live Twisted", () => {
         const session = yield* amp.startTls()
         expect(session.authorized).toBe(false)
         expect(yield* amp.callRemote(C.Secure, {})).toMatchObject({ tls: true })
+        // Large values leave uncopied, beside their boxes' headers in one writev: also through TLS.
+        const texts = ["\u00e9".repeat(30000), "x".repeat(9000), "y".repeat(100), "z".repeat(65535)]
+        const echoed = yield* Effect.forEach(texts, (text) => amp.callRemote(C.Echo, { text }), { concurrency: "unbounded" })
+        expect(echoed.map((r) => r.text)).toEqual(texts)
       }).pipe(Effect.provide(Responders.none)))
 
     it.scopedLive("StartTLS with a certificate Twisted rejects ends with a typed error", () =>
