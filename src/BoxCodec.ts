@@ -618,17 +618,6 @@ export const encodeBoxes = (boxes: Iterable<AmpBox>): Uint8Array => {
 }
 
 /**
- * Boxes already validated by {@link encodedLength}, whose lengths add up to
- * `size`, into one fresh buffer.
- */
-export const writeBoxes = (boxes: ReadonlyArray<AmpBox>, size: number): Uint8Array => {
-  const out = allocUnsafe(size)
-  let at = 0
-  for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
-  return out
-}
-
-/**
  * Encodes one box at a time into a scratch buffer it reuses: no allocation
  * per box once the scratch is big enough.
  *

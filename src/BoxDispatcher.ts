@@ -108,16 +108,6 @@ class Pending<A = AmpBox> {
   }
 }
 
-/** `_ask` tags are the call counter in lowercase hex, as Twisted writes them. */
-const HEX = "0123456789abcdef"
-const tagBytes = (n: number): Uint8Array => {
-  let digits = 1
-  for (let m = n; m >= 16; m = Math.floor(m / 16)) digits++
-  const out = new Uint8Array(digits)
-  for (let i = digits - 1, m = n; i >= 0; i--, m = Math.floor(m / 16)) out[i] = HEX.charCodeAt(m % 16)
-  return out
-}
-
 /** The counter value of the tag `bytes[start, end)` spelled as we spell tags (lowercase hex, no leading zero), or -1. */
 const tagNumberAt = (bytes: Uint8Array, start: number, end: number): number => {
   const n = end - start
@@ -476,7 +466,8 @@ export const make = (
           return resume(Effect.fail(e as CallFailure))
         }
         const tag = ++counter
-        fields.set("_ask", tagBytes(tag))
+        // Tags are the call counter in lowercase hex, as Twisted writes them.
+        fields.set("_ask", utf8(tag.toString(16)))
         // With a timeout, the call is forgotten precisely (a canceler); without, the sweep finds it.
         const fiber = t === undefined ? Option.getOrUndefined(Fiber.getCurrentFiber()) : undefined
         const p = new Pending<A>(command, name, resume, decode, fiber)
