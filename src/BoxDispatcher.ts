@@ -464,6 +464,8 @@ export const make = (
         emit(new BoxBuilder().set("_answer", ask).build())
         const upgrade = yield* Effect.either(protocol.boundary.startTls(result.value as StartTlsAnswer))
         if (upgrade._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: upgrade.left.message, cause: upgrade.left }))
+        // Nobody waits for the handshake on this side: a failed one also fails the transport's
+        // incoming bytes (every Transport's contract), which ends the connection with its typed cause.
         runFork(Effect.ignore(upgrade.right.handshake))
       })
 
