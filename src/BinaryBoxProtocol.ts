@@ -19,6 +19,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -287,6 +288,30 @@ export const make = (
     const partialBoxMillis = Duration.toMillis(options?.partialBoxTimeout ?? Duration.seconds(60))
     /** When the unfinished box in the decoder began (clock millis), or undefined at a box boundary. */
     let partialSince: number | undefined
+    let watchdogRunning = false
+
+    /**
+     * Ends a connection whose partial box has outlived `partialBoxMillis`. One sleeping fiber
+     * per connection, started when a partial box appears and gone once none is left: the
+     * reader only stamps `partialSince`, so a read costs no timer (large values straddle
+     * nearly every read).
+     */
+    const watchdog = (clock: Clock.Clock): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        for (;;) {
+          const since = partialSince
+          if (since === undefined || endReason !== undefined) break
+          const left = since + partialBoxMillis - clock.unsafeCurrentTimeMillis()
+          if (left <= 0) {
+            const reason = new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset })
+            flush()
+            finish(reason)
+            yield* transport.close
+            break
+          }
+          yield* Effect.sleep(left)
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => (watchdogRunning = false))))
 
     /** The decoder's refusal ends the connection, after everything already sent. */
     const refuse = (e: unknown): Effect.Effect<void> => {
@@ -305,20 +330,8 @@ export const make = (
             onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
             onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
           })
-        const timedOut = Effect.succeed("timeout" as const)
-        /** `take`, bounded by what is left of the partial box's time when the decoder holds one. */
-        const nextRead = Effect.suspend(() => {
-          if (partialSince === undefined || partialBoxMillis === Infinity) return Effect.either(take)
-          const left = partialSince + partialBoxMillis - clock.unsafeCurrentTimeMillis()
-          if (left <= 0) return timedOut
-          return Effect.timeoutTo(Effect.either(take), { duration: left, onTimeout: () => "timeout" as const, onSuccess: (x) => x })
-        })
         for (;;) {
-          const pulled = yield* nextRead
-          if (pulled === "timeout") {
-            finish(new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset }))
-            return yield* transport.close
-          }
+          const pulled = yield* Effect.either(take)
           if (pulled._tag === "Left") return finish(pulled.left)
           if (pulled.right === undefined) {
             // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
@@ -355,7 +368,13 @@ export const make = (
             }
           }
           if (!decoder.midBox) partialSince = undefined
-          else if (completed || partialSince === undefined) partialSince = clock.unsafeCurrentTimeMillis()
+          else if (completed || partialSince === undefined) {
+            partialSince = clock.unsafeCurrentTimeMillis()
+            if (!watchdogRunning && partialBoxMillis !== Infinity) {
+              watchdogRunning = true
+              yield* Effect.forkIn(watchdog(clock), scope)
+            }
+          }
         }
       })
 
