@@ -9,9 +9,25 @@ import * as Effect from "effect/Effect"
 import * as Argument from "../Argument.js"
 import * as Command from "../Command.js"
 import * as Responders from "../Responders.js"
+import { OVERFLOW_MESSAGE, trueDivide } from "./trueDivide.js"
 
 /** `Divide` by zero, answered with the wire code `ZERO_DIVISION`. */
 export class ZeroDivision extends Data.TaggedError("ZeroDivision")<{ readonly description: string }> {}
+
+/**
+ * A `Divide` quotient too large for a float (Python's `OverflowError`). Not
+ * one of Divide's errors, so the caller gets `UNKNOWN` and the connection
+ * closes, as a Twisted server does for the same call.
+ */
+export class DivisionOverflow extends Data.TaggedError("DivisionOverflow")<{
+  readonly numerator: bigint
+  readonly denominator: bigint
+}> {
+  override get message(): string {
+    const digits = (x: bigint) => `${(x < 0n ? -x : x).toString().length}-digit`
+    return `Divide: ${OVERFLOW_MESSAGE} (a ${digits(this.numerator)} numerator, a ${digits(this.denominator)} denominator)`
+  }
+}
 
 /** `Sum(a: Integer, b: Integer) -> total: Integer` */
 export const Sum = Command.make("Sum", {
@@ -19,7 +35,10 @@ export const Sum = Command.make("Sum", {
   response: { total: Argument.Integer }
 })
 
-/** `Divide(numerator: Integer, denominator: Integer) -> result: Float`, `ZERO_DIVISION` on a zero denominator. */
+/**
+ * `Divide(numerator: Integer, denominator: Integer) -> result: Float`, `ZERO_DIVISION` on a zero denominator.
+ * The result is Python's `numerator / denominator`: the exact quotient, correctly rounded.
+ */
 export const Divide = Command.make("Divide", {
   arguments: { numerator: Argument.Integer, denominator: Argument.Integer },
   response: { result: Argument.Float },
@@ -35,9 +54,10 @@ export const Echo = Command.make("Echo", {
 /** The demo responders. */
 export const responders = [
   Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b })),
-  Responders.respond(Divide, ({ denominator, numerator }) =>
-    denominator === 0n
-      ? Effect.fail(new ZeroDivision({ description: "float division by zero" }))
-      : Effect.succeed({ result: Number(numerator) / Number(denominator) })),
+  Responders.respond(Divide, ({ denominator, numerator }) => {
+    if (denominator === 0n) return Effect.fail(new ZeroDivision({ description: "float division by zero" }))
+    const result = trueDivide(numerator, denominator)
+    return result === "overflow" ? Effect.fail(new DivisionOverflow({ numerator, denominator })) : Effect.succeed({ result })
+  }),
   Responders.respond(Echo, ({ text }) => Effect.succeed({ text }))
 ] as const
