@@ -8,7 +8,7 @@ import * as net from "node:net"
 import * as BoxCodec from "../../src/BoxCodec.js"
 import { ask, MiB, prng, rawClient, sleep, startServe, sumOnce } from "../support/hostile.js"
 
-const CONNECTIONS = 3000
+const CONNECTIONS = 2000
 const AT_ONCE = 40
 /** RSS the server may keep after the churn, over its RSS after a warm-up churn. */
 const RSS_KEPT = 40 * MiB

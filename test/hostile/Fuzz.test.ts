@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ask, concat, prng, rawClient, startServe } from "../support/hostile.js"
 
 const SEED = 20261201
-const STREAMS = 400
+const STREAMS = 300
 const AT_ONCE = 8
 
 const streamOf = (rand: () => number, n: number): Uint8Array => {

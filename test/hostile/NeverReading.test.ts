@@ -84,7 +84,7 @@ const neverReading = async (count: number, size: number, windowMs: number) => {
 
 describe("a peer that never reads", () => {
   it("5000 Echo asks of 60 KB: bounded server memory, writes stall, then every answer once, in order", () =>
-    neverReading(5000, 60_000, 3000), 90_000)
+    neverReading(5000, 60_000, 2500), 90_000)
 
-  it("50,000 Echo asks of 4 KB: the same", () => neverReading(50_000, 4096, 3000), 90_000)
+  it("50,000 Echo asks of 4 KB: the same", () => neverReading(50_000, 4096, 2500), 90_000)
 })
