@@ -2,6 +2,8 @@
  * The harness's child processes (Node implementations), one job each:
  *
  *   child.ts serve IMPL sum            serves Sum; prints "listening tcp 127.0.0.1 PORT"; runs until killed
+ *   child.ts serve IMPL echo           serves Echo and Sum; prints "listening tcp 127.0.0.1 PORT"; runs until
+ *                                      killed; on SIGUSR2, a full GC, then {"heap_mb", "external_mb", "rss_mb"}
  *   child.ts serve IMPL slow COUNT WARM
  *                                      serves Slow (1 box/ms); prints {"warm_rss_mb"} after WARM
  *                                      boxes, {"handled", "peak_rss_mb"} after COUNT, and exits
@@ -30,6 +32,14 @@ const print = (o: unknown) => process.stdout.write(`${typeof o === "string" ? o 
 
 if (mode === "serve" && a === "sum") {
   const server = await impl.serveSum(0)
+  print(listeningLine(server.port))
+} else if (mode === "serve" && a === "echo") {
+  const server = await impl.serveEcho(0)
+  process.on("SIGUSR2", () => {
+    gc(), gc()
+    const m = process.memoryUsage()
+    print({ heap_mb: MiB(m.heapUsed), external_mb: MiB(m.external), rss_mb: MiB(m.rss) })
+  })
   print(listeningLine(server.port))
 } else if (mode === "serve" && a === "slow") {
   const target = Number(b)

@@ -52,6 +52,7 @@ export interface Slow {
 /** A server in a child process. */
 export interface ChildServer {
   readonly port: number
+  readonly pid: number
   /** The next line the child prints after "listening ...". */
   readonly nextLine: (timeoutMs: number) => Promise<string>
   readonly stop: () => void
@@ -69,6 +70,12 @@ export interface Contender {
    * `{"handled", "peak_rss_mb"}` after `slow.count`, then exits.
    */
   readonly startServer: (slow?: Slow) => Promise<ChildServer>
+  /**
+   * An Echo (and Sum) server in a child process, for peers that do not read
+   * (never-read, idle). On SIGUSR2 it prints its memory after a full GC:
+   * `{"rss_mb"}`, and for Node `{"heap_mb", "external_mb"}` too.
+   */
+  readonly startEchoServer: () => Promise<ChildServer>
   /** This contender's Sum client against `port` (any contender's server). */
   readonly client: (port: number, inflight: number, t: Timing) => Promise<CallRuns>
   /** Heap and RSS in a fresh process, after `warmup` calls and after `calls` more (100 in flight). */
@@ -195,6 +202,7 @@ const startChild = (cmd: string, args: ReadonlyArray<string>): Promise<ChildServ
       if (!m) return reject(new Error(`unexpected line from ${args.join(" ")}: ${line}`))
       resolve({
         port: Number(m[1]),
+        pid: child.pid!,
         nextLine: (timeoutMs) =>
           lines.length
             ? Promise.resolve(lines.shift()!)
@@ -255,6 +263,7 @@ const nodeContender = (id: NodeImplId, label: string): Contender => {
       ),
     startServer: async (slow) =>
       startChild(process.execPath, await nodeArgs([], "serve", id, ...(slow === undefined ? ["sum"] : ["slow", String(slow.count), String(slow.warm)]))),
+    startEchoServer: async () => startChild(process.execPath, await nodeArgs([], "serve", id, "echo")),
     client: async (port, inflight, t) =>
       callRuns(
         await runJson(process.execPath, await nodeArgs(["--expose-gc"], "client", id, String(port), String(inflight), JSON.stringify(t)), budgetMs(t))
@@ -302,6 +311,7 @@ const twisted: Contender = {
       : { callsPerSec: nums(o, "calls_per_s") }
   },
   startServer: (slow) => startChild(PYTHON, ["-u", TWISTED, "--serve", ...(slow === undefined ? [] : ["--slow", String(slow.count), "--slow-warm", String(slow.warm)])]),
+  startEchoServer: () => startChild(PYTHON, ["-u", TWISTED, "--serve", "--echo"]),
   client: async (port, inflight, t) => {
     const o = await python(["--client", "127.0.0.1", String(port), "--inflight", String(inflight), ...timingArgs(t)], budgetMs(t))
     return { callsPerSec: nums(o, "calls_per_s") }

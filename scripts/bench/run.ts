@@ -6,7 +6,7 @@
  *
  *   --quick             fewer, shorter runs (under a minute; for smoke tests)
  *   --only W[,W...]     only these workloads: codec, pipelined, sequential,
- *                       two-process, mixed, memory, flood
+ *                       two-process, mixed, memory, flood, never-read, idle
  *   --json FILE         also write every figure (and every run) as JSON
  *   --write-results     also write the table to scripts/bench/RESULTS.md
  *   --runs N            timed runs per round (default 2, quick 3)
@@ -17,6 +17,8 @@
  *   --seconds S         length of a timed run (default 1; codec 0.5; quick 0.12, codec 0.08)
  *   --calls N           calls for the memory workload (default 1,000,000; quick 5,000)
  *   --flood-mib N       bytes the flooding peer sends (default 200; quick 16)
+ *   --never-read-seconds S   how long the never-reading peer writes (default 5; quick 2)
+ *   --idle N            connections of the idle workload (default 1000)
  *
  * Each figure is the median of the timed runs, after a warm-up (1 s; codec
  * 0.5 s; quick: 0.3 s for calls, 0.08 s for the codec) and a full GC. The markdown table goes to stdout, progress to stderr. A figure
@@ -33,6 +35,7 @@ import * as path from "node:path"
 import { median } from "./common.js"
 import {
   type CallRuns,
+  type ChildServer,
   type Contender,
   type ContenderId,
   contenders,
@@ -41,13 +44,13 @@ import {
   type Timing,
   twistedVersion
 } from "./contenders.js"
-import { encode } from "./impl/rawNode.js"
+import { encode, parser } from "./impl/rawNode.js"
 
 // ---------------------------------------------------------------------------
 // options
 // ---------------------------------------------------------------------------
 
-const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood"] as const
+const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood", "never-read", "idle"] as const
 type Workload = typeof WORKLOADS[number]
 
 const argv = process.argv.slice(2)
@@ -76,7 +79,7 @@ if (flag("--help") || flag("-h")) {
   process.stdout.write(`${doc.replace(/^ \* ?/gm, "").trim()}\n`)
   process.exit(0)
 }
-const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--rounds", "--seconds", "--calls", "--flood-mib"])
+const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--rounds", "--seconds", "--calls", "--flood-mib", "--never-read-seconds", "--idle"])
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]!
   if (!known.has(a)) fail(`unknown option ${a} (see --help)`)
@@ -101,6 +104,8 @@ const codecTiming: Timing = { warmup: seconds ?? (quick ? 0.08 : 0.5), seconds: 
 const memoryCalls = numberOption("--calls") ?? (quick ? 5_000 : 1_000_000)
 const memoryWarmup = quick ? 1_000 : 50_000
 const floodMiB = numberOption("--flood-mib") ?? (quick ? 16 : 200)
+const neverReadSeconds = numberOption("--never-read-seconds") ?? (quick ? 2 : 5)
+const idleConnections = numberOption("--idle") ?? 1000
 const jsonFile = option("--json")
 
 // ---------------------------------------------------------------------------
@@ -235,6 +240,137 @@ const workloads: Record<Workload, () => Promise<void>> = {
     const r = await each(`flood, ${floodMiB} MiB at a 1 box/ms responder`, (c) => flood(c))
     addRow(`flood: peak RSS, ${floodMiB} MiB of 64 KiB boxes at a 1 box/ms responder (MiB)`, "MiB", r, (x) => x.peak, true)
     addRow("flood: peak RSS − RSS when warm (MiB)", "MiB", r, (x) => x.peak - x.warm, true)
+  },
+
+  "never-read": async () => {
+    const r = await each(`never-read, ${neverReadSeconds} s of 60 KB Echo asks`, (c) => neverRead(c))
+    addRow(`never-reading peer: peak server RSS, ${neverReadSeconds} s of pipelined 60 KB Echo asks (MiB)`, "MiB", r, (x) => x.peak, true)
+    addRow("never-reading peer: peak RSS − RSS before (MiB)", "MiB", r, (x) => x.peak - x.before, true)
+    addRow("never-reading peer: bytes the server took from it (MiB)", "MiB", r, (x) => x.taken, true)
+  },
+
+  idle: async () => {
+    const n = idleConnections
+    const r = await each(`idle, ${n} connections holding a partial box`, (c) => idle(c, n))
+    addRow(`idle: server RSS per connection, ${n} holding a partial box of 400 B (KiB)`, "KiB", r, (x) => ((x.rssHeld - x.rssBefore) * 1024) / n, true)
+    addRow("idle: heap + external per connection, after GC (KiB)", "KiB", r, (x) => x.heldBefore === undefined ? undefined : ((x.heapHeld! - x.heldBefore) * 1024) / n, true)
+    addRow(`idle: server RSS after all ${n} closed − RSS before (MiB)`, "MiB", r, (x) => x.rssAfter - x.rssBefore, true)
+    addRow("idle: heap + external after all closed − before, after GC (MiB)", "MiB", r, (x) => x.heldBefore === undefined ? undefined : x.heapAfter! - x.heldBefore, true)
+  }
+}
+
+/** A server child's resident set (VmRSS), in MiB. */
+const rssMiB = (pid: number): number => {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+  if (!m) throw new Error(`no VmRSS for process ${pid}`)
+  return Number(m[1]) / 1024
+}
+
+/** Asks a server child (SIGUSR2) for its memory after a full GC. */
+const memoryOf = async (server: ChildServer): Promise<{ readonly rss: number; readonly held?: number }> => {
+  const line = server.nextLine(10_000)
+  process.kill(server.pid, "SIGUSR2")
+  const o = JSON.parse(await line) as { readonly rss_mb: number; readonly heap_mb?: number; readonly external_mb?: number }
+  const held = o.heap_mb === undefined ? undefined : o.heap_mb + (o.external_mb ?? 0)
+  return { rss: rssMiB(server.pid), ...(held === undefined ? {} : { held }) }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Connects to the server child; resolves once connected. */
+const connectRaw = (port: number): Promise<net.Socket> =>
+  new Promise((ok, ko) => {
+    const s = net.createConnection({ host: "127.0.0.1", port })
+    s.once("connect", () => (s.off("error", ko), s.on("error", () => undefined), ok(s)))
+    s.once("error", ko)
+  })
+
+/**
+ * A peer pipelines 60 KB Echo asks (at most 5000, 300 MB) for
+ * `neverReadSeconds`, as fast as the socket takes them, and never reads.
+ * The server's RSS is sampled every 50 ms from /proc; "before" is after 32
+ * warm-up Echoes on a reading connection; "taken" is what the peer's socket
+ * handed to the kernel (the server's share plus the kernel's buffers).
+ */
+const neverRead = async (c: Contender) => {
+  const server = await c.startEchoServer()
+  try {
+    const text = "x".repeat(60_000)
+    const warm = await connectRaw(server.port)
+    await new Promise<void>((ok) => {
+      let got = 0
+      warm.on("data", parser(() => ++got === 32 && ok()))
+      for (let i = 0; i < 32; i++) warm.write(encode({ _command: "Echo", _ask: String(i), text }))
+    })
+    warm.destroy()
+    await sleep(300)
+    const before = rssMiB(server.pid)
+    const peer = await connectRaw(server.port)
+    peer.pause()
+    let taken = 0
+    let stop = false
+    const writer = (async () => {
+      for (let i = 0; i < 5000 && !stop; i++) {
+        const box = encode({ _command: "Echo", _ask: String(i), text })
+        if (!peer.write(box, () => (taken += box.length))) await new Promise((ok) => (peer.once("drain", ok), setTimeout(ok, 100)))
+      }
+    })()
+    let peak = before
+    const until = performance.now() + neverReadSeconds * 1000
+    while (performance.now() < until) {
+      peak = Math.max(peak, rssMiB(server.pid))
+      await sleep(50)
+    }
+    stop = true
+    peak = Math.max(peak, rssMiB(server.pid))
+    peer.destroy()
+    await writer
+    return { before, peak, taken: taken / 1024 / 1024 }
+  } finally {
+    server.stop()
+  }
+}
+
+/**
+ * `n` connections each send the first 400 bytes of a Sum ask (a 600-byte
+ * argument cut short) and then nothing. Memory (RSS; for Node, heap +
+ * external after a full GC) before, while they are held, and 1 s after they
+ * have all closed.
+ */
+const idle = async (c: Contender, n: number) => {
+  const server = await c.startEchoServer()
+  try {
+    // Warm the server's code paths on one connection first.
+    const warm = await connectRaw(server.port)
+    await new Promise<void>((ok) => {
+      let got = 0
+      warm.on("data", parser(() => ++got === 100 && ok()))
+      for (let i = 0; i < 100; i++) warm.write(encode({ _command: "Sum", _ask: String(i), a: "13", b: "81" }))
+    })
+    warm.destroy()
+    await sleep(300)
+    const m0 = await memoryOf(server)
+    const partial = encode({ _command: "Sum", _ask: "1", a: "1".repeat(600), b: "1" }).subarray(0, 400)
+    const sockets: Array<net.Socket> = []
+    for (let i = 0; i < n; i++) {
+      const s = await connectRaw(server.port)
+      s.write(partial)
+      sockets.push(s)
+    }
+    await sleep(1000)
+    const m1 = await memoryOf(server)
+    for (const s of sockets) s.destroy()
+    await sleep(1000)
+    const m2 = await memoryOf(server)
+    return {
+      rssBefore: m0.rss,
+      rssHeld: m1.rss,
+      rssAfter: m2.rss,
+      ...(m0.held === undefined ? {} : { heldBefore: m0.held, heapHeld: m1.held, heapAfter: m2.held })
+    }
+  }
+  finally {
+    server.stop()
   }
 }
 
@@ -367,6 +503,8 @@ const LEGEND = [
   "Python has no heap figure comparable to V8's (\"–\"; \"n/a\" means the measurement failed). Flood: the responder handles one box at a time,",
   "1 ms each (effect-amp: `maxConcurrentCommands: 1`; raw node: pauses the socket at 16 queued boxes;",
   "Twisted: a `DeferredLock`, AMP keeps reading). Codec decode input arrives in 64 KiB reads.",
+  "Never-read and idle: each server in a child process, its RSS read from /proc; raw node pauses reading past 1 MiB",
+  "of unwritten answers; heap + external (Node only) after a full GC in the server.",
   "The machine is shared: compare ratios, not absolute figures."
 ].join("\n")
 
@@ -400,6 +538,8 @@ const main = async () => {
     codecTiming,
     memoryCalls,
     floodMiB,
+    neverReadSeconds,
+    idleConnections,
     seconds: Math.round((performance.now() - t0) / 100) / 10
   }
   const header = [

@@ -10,6 +10,8 @@ warm-up), and the harness takes the median.
   --pipelined --inflight N                  Sum calls, client and server in one reactor (calls/s)
   --sequential                              one call in flight: calls/s, p50/p99 latency (us)
   --serve                                   serves Sum; prints "listening tcp 127.0.0.1 PORT"
+  --serve --echo                            serves Echo(text: Unicode) and Sum; on SIGUSR2, a full
+                                            gc.collect(), then {"rss_mb"}
   --serve --slow COUNT [--slow-warm N]      serves Slow (requiresAnswer=False), one box at a time,
                                             1 ms each; prints {"warm_rss_mb"} after N boxes (32),
                                             {"handled", "peak_rss_mb"} after COUNT, and exits
@@ -40,6 +42,11 @@ class Sum(amp.Command):
 class Slow(amp.Command):
     arguments = [(b"blob", amp.String())]
     requiresAnswer = False
+
+
+class Echo(amp.Command):
+    arguments = [(b"text", amp.Unicode())]
+    response = [(b"text", amp.Unicode())]
 
 
 class SumServer(amp.AMP):
@@ -292,7 +299,25 @@ def memory(opts):
 # ---------------------------------------------------------------------------
 
 
+class EchoServer(SumServer):
+    @Echo.responder
+    def echo(self, text):
+        return {"text": text}
+
+
 def serve(opts):
+    if opts.echo:
+        import signal
+
+        def report(*_):
+            gc.collect()
+            print(json.dumps({"rss_mb": rss_mb()}), flush=True)
+
+        signal.signal(signal.SIGUSR2, lambda *_: reactor.callFromThread(report))
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(EchoServer), interface="127.0.0.1")
+        print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
+        reactor.run()
+        return None
     if opts.slow is None:
         port = listen_sum()
         print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
@@ -343,6 +368,7 @@ def main():
     ap.add_argument("--warmup-calls", type=int, default=50000, help="--memory: calls before the first measurement")
     ap.add_argument("--parse-string", action="store_true", help="--codec: also time amp.parseString on the small-box stream")
     ap.add_argument("--slow", type=int, metavar="COUNT", help="--serve: the slow Slow responder, stop after COUNT boxes")
+    ap.add_argument("--echo", action="store_true", help="--serve: the Echo (and Sum) server")
     ap.add_argument("--slow-warm", type=int, default=32, metavar="N", help="--slow: report RSS after N boxes")
     opts = ap.parse_args()
     if opts.runs is None:

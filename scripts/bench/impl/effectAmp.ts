@@ -47,7 +47,8 @@ const rpc = (() => {
       response: { total: Argument.Integer }
     })
     const Slow = Command.make("Slow", { arguments: { blob: Argument.String }, requiresAnswer: false })
-    return { Responders, NodeAmp, Sum, Slow }
+    const Echo = Command.make("Echo", { arguments: { text: Argument.Unicode }, response: { text: Argument.Unicode } })
+    return { Responders, NodeAmp, Sum, Slow, Echo }
   }
   let loaded: ReturnType<typeof load> | undefined
   return () => (loaded ??= load())
@@ -65,6 +66,18 @@ const portOf = (address: unknown): number => (address as { readonly port: number
 const serveSum = async (port: number): Promise<Server> => {
   const { NodeAmp, Responders, Sum } = await rpc()
   const responders = Responders.layer(Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
+  const { close, value } = await open(
+    NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(responders))
+  )
+  return { port: portOf(value.address), close }
+}
+
+const serveEcho = async (port: number): Promise<Server> => {
+  const { Echo, NodeAmp, Responders, Sum } = await rpc()
+  const responders = Responders.layer(
+    Responders.respond(Echo, ({ text }) => Effect.succeed({ text })),
+    Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
+  )
   const { close, value } = await open(
     NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(responders))
   )
@@ -115,4 +128,4 @@ const connectSum = async (port: number): Promise<SumClient> => {
   return { run, close }
 }
 
-export const adapter: NodeAdapter = { name: "effect-amp", codec, serveSum, serveSlow, connectSum }
+export const adapter: NodeAdapter = { name: "effect-amp", codec, serveSum, serveSlow, serveEcho, connectSum }

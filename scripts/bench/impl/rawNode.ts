@@ -121,6 +121,25 @@ const serveSum = (port: number): Promise<Server> =>
   })
 
 /**
+ * Serves Echo (and Sum). Reading pauses while more than 1 MiB of answers
+ * waits to be written and resumes on `drain`: the least a server must do
+ * for a peer that does not read, with nothing else.
+ */
+const serveEcho = (port: number): Promise<Server> =>
+  listen(port, (socket) => {
+    const write = coalescing(socket)
+    socket.on("drain", () => socket.resume())
+    socket.on("data", parser((box) => {
+      write(
+        box._command === "Sum"
+          ? encode({ _answer: box._ask!, total: String(Number(box.a) + Number(box.b)) })
+          : encode({ _answer: box._ask!, text: box.text ?? "" })
+      )
+      if (socket.writableLength > 1024 * 1024) socket.pause()
+    }))
+  })
+
+/**
  * Serves Slow: boxes queue up and are handled one per millisecond. The
  * socket is paused while 16 boxes wait, so a flood stays in the kernel's
  * buffers and the peer's, not in this process.
@@ -195,4 +214,4 @@ const connectSum = (port: number): Promise<SumClient> =>
     })
   })
 
-export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, connectSum }
+export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, serveEcho, connectSum }

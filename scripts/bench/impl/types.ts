@@ -56,6 +56,11 @@ export interface NodeAdapter {
    * using its blob; `onHandled` runs after each box.
    */
   readonly serveSlow: (port: number, onHandled: () => void) => Promise<Server>
+  /**
+   * Serves `Echo(text: Unicode) -> text: Unicode` and Sum on 127.0.0.1, as a
+   * server a peer may not read from (the never-read and idle workloads).
+   */
+  readonly serveEcho: (port: number) => Promise<Server>
   /** Connects a Sum client to 127.0.0.1:`port`. */
   readonly connectSum: (port: number) => Promise<SumClient>
 }
