@@ -106,6 +106,15 @@ export interface Amp {
   readonly done: Effect.Effect<void>
   /** Closes the connection gracefully (queued boxes go out first). */
   readonly close: Effect.Effect<void>
+  /**
+   * Closes the connection gracefully once the work in hand is done: no new
+   * command is dispatched (the connection stops reading), running responders
+   * get up to `timeout` to answer, those still running then are answered with
+   * an `UNKNOWN` error saying the server shut down, and the connection closes
+   * after writing everything queued. A server's shutdown runs this on every
+   * connection.
+   */
+  readonly drain: (timeout: Duration.DurationInput) => Effect.Effect<void>
   /** The box layer underneath, for raw boxes. */
   readonly protocol: BinaryBoxProtocol
 }

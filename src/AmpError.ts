@@ -94,6 +94,29 @@ export type DecodeError = LengthLimitExceeded | IncompleteBox | BoxTooLarge
 /** Anything the encoder can refuse. */
 export type EncodeError = TooLong | InvalidKey
 
+/** Whether `e` is one of the decoder's refusals (and not, say, a bug that threw). */
+export const isDecodeError = (e: unknown): e is DecodeError =>
+  e instanceof LengthLimitExceeded || e instanceof IncompleteBox || e instanceof BoxTooLarge
+
+/** Whether `e` is one of the encoder's refusals. */
+export const isEncodeError = (e: unknown): e is EncodeError => e instanceof TooLong || e instanceof InvalidKey
+
+/**
+ * The peer held a partial box longer than the protocol's `partialBoxTimeout`
+ * (a limit Twisted lacks): the connection is closed.
+ */
+export class PartialBoxTimeout extends Data.TaggedError("PartialBoxTimeout")<{
+  readonly millis: number
+  /** Bytes of the unfinished box received. */
+  readonly buffered: number
+  /** Byte offset where the unfinished box started. */
+  readonly boxOffset: number
+}> {
+  override get message(): string {
+    return `the peer held a partial box (${this.buffered} bytes from byte ${this.boxOffset}) for more than ${this.millis} ms`
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Connection
 // ---------------------------------------------------------------------------
@@ -202,6 +225,7 @@ export type ConnectionEnded =
   | TlsError
   | NoEmptyBoxes
   | MalformedAmpBox
+  | PartialBoxTimeout
 
 // ---------------------------------------------------------------------------
 // Request / response

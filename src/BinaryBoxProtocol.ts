@@ -21,9 +21,11 @@ import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
@@ -32,9 +34,11 @@ import * as Stream from "effect/Stream"
 import type { AmpBox } from "./AmpBox.js"
 import {
   ConnectionLost,
-  type DecodeError,
   type EncodeError,
+  isDecodeError,
+  isEncodeError,
   OnlyOneTLS,
+  PartialBoxTimeout,
   type PeerVerifyError,
   ProtocolSwitched,
   type TlsError,
@@ -65,6 +69,16 @@ export interface Options extends DecoderLimits {
   readonly boxBuffer?: number
   /** Bytes of boxes gathered in one turn before they are written without waiting for the turn's end. Default 256 KiB. */
   readonly maxBatchBytes?: number
+  /**
+   * How long a peer may hold a partial box (some of its bytes sent, not all)
+   * before the connection is closed with `PartialBoxTimeout`. Twisted has no
+   * such limit; without one, a peer that sends half a box and goes quiet
+   * holds a connection (and its buffers) forever. Counted from the read that
+   * began the unfinished box, so trickling bytes does not extend it. Default
+   * 60 seconds: generous for a 16 MiB box on a slow link, short against
+   * slow-loris peers. `Duration.infinity` turns it off.
+   */
+  readonly partialBoxTimeout?: Duration.DurationInput
   /** Sees every box received and sent, for debugging (`effect-amp serve --verbose`). */
   readonly trace?: (direction: "received" | "sent", box: AmpBox) => void
 }
@@ -178,13 +192,18 @@ export const make = (
     let switched = false
     let endReason: End | undefined
     let tlsHeld: Array<AmpBox> | undefined
+    /** Bytes of `tlsHeld`: past `maxBatchBytes`, senders wait for the handshake as they would for the socket. */
+    let heldBytes = 0
+    let heldReleased: Deferred.Deferred<void> | undefined
     let tlsStarted = false
 
+    // Everything handed to `sendBox` is written, even once the end is known: a close we start
+    // writes what was sent first (Twisted's `loseConnection`); a transport whose peer has gone
+    // drops the bytes itself.
     const flush = (): void => {
       flushScheduled = false
       if (writer.size === 0) return
       const chunks = writer.take()
-      if (endReason !== undefined && !switched) return
       const ok = chunks.length === 1
         ? transport.write(chunks[0]!)
         : transport.writev !== undefined
@@ -209,24 +228,49 @@ export const make = (
       if (trace !== undefined) trace("sent", box)
       if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
       if (tlsHeld !== undefined) {
-        encodedLength(box)
+        heldBytes += encodedLength(box)
         tlsHeld.push(box)
       } else {
         enqueue(box)
       }
     }
 
-    const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() =>
-      blocked ? Effect.tap(transport.writable, () => Effect.sync(() => (blocked = false))) : Effect.void
-    )
+    const heldFull = (): boolean => tlsHeld !== undefined && heldBytes >= maxBatchBytes
+    const isBlocked = (): boolean => blocked || heldFull()
 
+    const transportWritable = Effect.tap(Effect.suspend(() => transport.writable), () => Effect.sync(() => (blocked = false)))
+    const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() => {
+      if (heldFull()) {
+        heldReleased ??= Deferred.unsafeMake(FiberId.none)
+        return Effect.zipRight(Deferred.await(heldReleased), writable)
+      }
+      return blocked ? transportWritable : Effect.void
+    })
+
+    /** Sends the boxes held while a StartTLS was pending (on TLS, or in plaintext when it failed). */
+    const releaseHeld = (send: boolean): void => {
+      const held = tlsHeld
+      tlsHeld = undefined
+      heldBytes = 0
+      if (send && held !== undefined) for (const b of held) enqueue(b)
+      if (heldReleased !== undefined) {
+        Deferred.unsafeDone(heldReleased, Exit.void)
+        heldReleased = undefined
+      }
+    }
+
+    /** `unsafeSendBox` as an Effect; a throw other than its documented refusals is a defect. */
+    const trySend = (box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> => {
+      try {
+        unsafeSendBox(box)
+        return Effect.void
+      } catch (e) {
+        if (e instanceof ProtocolSwitched || e instanceof ConnectionLost || isEncodeError(e)) return Effect.fail(e)
+        throw e
+      }
+    }
     const sendBox = (box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> =>
-      blocked
-        ? Effect.zipRight(writable, Effect.try({ try: () => unsafeSendBox(box), catch: (e) => e as ProtocolSwitched }))
-        : Effect.try({
-          try: () => unsafeSendBox(box),
-          catch: (e) => e as ProtocolSwitched | ConnectionLost | EncodeError
-        })
+      isBlocked() ? Effect.zipRight(writable, Effect.suspend(() => trySend(box))) : Effect.suspend(() => trySend(box))
 
     // --- the end -----------------------------------------------------------
     let receiver: BoxReceiver | undefined
@@ -240,27 +284,53 @@ export const make = (
     // --- reading -----------------------------------------------------------
     let readerFiber: Fiber.RuntimeFiber<void> | undefined
 
+    const partialBoxMillis = Duration.toMillis(options?.partialBoxTimeout ?? Duration.seconds(60))
+    /** When the unfinished box in the decoder began (clock millis), or undefined at a box boundary. */
+    let partialSince: number | undefined
+
+    /** The decoder's refusal ends the connection, after everything already sent. */
+    const refuse = (e: unknown): Effect.Effect<void> => {
+      if (!isDecodeError(e)) throw e // a bug in the decoder: a defect, reported by the reader's catch-all
+      flush()
+      finish(e)
+      return transport.close
+    }
+
     const reader = (r: BoxReceiver) =>
       Effect.gen(function*() {
+        const clock = yield* Effect.clock
         // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
         const take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ReadError> = transport.takeChunks ??
           Effect.matchEffect(yield* Scope.extend(Stream.toPull(transport.incoming), scope), {
             onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
             onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
           })
+        const timedOut = Effect.succeed("timeout" as const)
+        /** `take`, bounded by what is left of the partial box's time when the decoder holds one. */
+        const nextRead = Effect.suspend(() => {
+          if (partialSince === undefined || partialBoxMillis === Infinity) return Effect.either(take)
+          const left = partialSince + partialBoxMillis - clock.unsafeCurrentTimeMillis()
+          if (left <= 0) return timedOut
+          return Effect.timeoutTo(Effect.either(take), { duration: left, onTimeout: () => "timeout" as const, onSuccess: (x) => x })
+        })
         for (;;) {
-          const pulled = yield* Effect.either(take)
+          const pulled = yield* nextRead
+          if (pulled === "timeout") {
+            finish(new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset }))
+            return yield* transport.close
+          }
           if (pulled._tag === "Left") return finish(pulled.left)
           if (pulled.right === undefined) {
             // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
             try {
               decoder.end()
-              finish(new ConnectionLost({ reason: "closed" }))
             } catch (e) {
-              finish(e as DecodeError)
+              if (!isDecodeError(e)) throw e
+              return finish(e)
             }
-            return
+            return finish(new ConnectionLost({ reason: "closed" }))
           }
+          let completed = false
           for (const bytes of pulled.right) {
             decoder.push(bytes)
             for (;;) {
@@ -269,17 +339,23 @@ export const make = (
                 box = decoder.next()
               } catch (e) {
                 // Twisted drops the connection on a key length over 255; so do we, after the boxes before it.
-                finish(e as DecodeError)
-                yield* transport.close
-                return
+                return yield* refuse(e)
               }
               if (box === undefined) break
+              completed = true
+              // Backpressure: past the transport's high-water mark, no new box is dispatched until it drains.
+              if (isBlocked()) {
+                const drained = yield* Effect.either(writable)
+                if (drained._tag === "Left") return finish(drained.left)
+              }
               if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
               if (hold !== undefined) yield* hold
               if (switched || endReason !== undefined) return
             }
           }
+          if (!decoder.midBox) partialSince = undefined
+          else if (completed || partialSince === undefined) partialSince = clock.unsafeCurrentTimeMillis()
         }
       })
 
@@ -327,21 +403,9 @@ export const make = (
           tlsStarted = true
           flush()
           const leftover = decoder.takeLeftover()
-          return transport.startTls(tlsOptions, leftover).pipe(
-            Effect.tap(() =>
-              Effect.sync(() => {
-                const held = tlsHeld
-                tlsHeld = undefined
-                if (held !== undefined) for (const b of held) enqueue(b)
-              })
-            )
-          )
+          return Effect.tap(transport.startTls(tlsOptions, leftover), () => Effect.sync(() => releaseHeld(true)))
         }),
-      cancelTls: () => {
-        const held = tlsHeld
-        tlsHeld = undefined
-        if (held !== undefined && endReason === undefined && !locked) for (const b of held) enqueue(b)
-      },
+      cancelTls: () => releaseHeld(endReason === undefined && !locked),
       lockForSwitch: () => {
         if (switched) throw new ProtocolSwitched({ detail: "protocol already switched" })
         locked = true
@@ -384,7 +448,7 @@ export const make = (
     return {
       sendBox,
       unsafeSendBox,
-      isBlocked: () => blocked,
+      isBlocked,
       writable,
       startReceivingBoxes,
       boxes,

@@ -31,6 +31,7 @@ import {
   type EncodeError,
   IncompleteBox,
   InvalidKey,
+  isDecodeError,
   LengthLimitExceeded,
   TooLong
 } from "./AmpError.js"
@@ -274,6 +275,11 @@ export class BoxDecoder {
   /** Whether the decoder is inside a box (some of its bytes read, not all). */
   get midBox(): boolean {
     return this.inBox
+  }
+
+  /** Stream offset where the unfinished box began (meaningful while {@link midBox}). */
+  get boxOffset(): number {
+    return this.boxStart
   }
 
   /** Bytes pushed and not yet consumed by a complete box. */
@@ -815,9 +821,6 @@ export const parseFile = (
 ): Effect.Effect<Array<AmpBox>, DecodeError | PlatformError, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) =>
     fs.stream(path).pipe(decode(limits), Stream.runCollect, Effect.map(Chunk.toArray)))
-
-const isDecodeError = (e: unknown): e is DecodeError =>
-  e instanceof LengthLimitExceeded || e instanceof IncompleteBox || e instanceof BoxTooLarge
 
 /**
  * The decoder as a `Channel`: chunks of bytes in, boxes out. Boxes before a bad

@@ -19,8 +19,10 @@
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Deferred from "effect/Deferred"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -31,10 +33,12 @@ import {
   CallTimeout,
   type ConnectionEnded,
   ConnectionLost,
+  type EncodeError,
+  isEncodeError,
   MalformedAmpBox,
   NoEmptyBoxes,
   OnlyOneTLS,
-  type ProtocolSwitched,
+  ProtocolSwitched,
   RemoteAmpError,
   TooManyOutstandingCalls,
   UNHANDLED_ERROR_CODE,
@@ -45,6 +49,7 @@ import {
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
 import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
+import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
 import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
@@ -124,6 +129,14 @@ const tagNumberAt = (bytes: Uint8Array, start: number, end: number): number => {
 
 /** The smallest size of the outstanding-call map at which a sweep runs. */
 const SWEEP_MIN = 1024
+
+/** `bytes` cut to AMP's value limit, at a UTF-8 character boundary. */
+const fitValue = (bytes: Uint8Array): Uint8Array => {
+  if (bytes.length <= MAX_VALUE_LENGTH) return bytes
+  let end = MAX_VALUE_LENGTH
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end-- // bytes[end] continues a character: leave it out whole
+  return bytes.subarray(0, end)
+}
 
 const describeFailure = (e: unknown): string => {
   if (typeof e === "object" && e !== null) {
@@ -236,19 +249,33 @@ export const make = (
     }
 
     // --- sending replies -----------------------------------------------------------------
-    /** Sends a reply, ignoring a connection that has gone or switched (Twisted's `_safeEmit`). */
-    const emit = (box: AmpBox): void => {
+    /**
+     * Sends a reply. A connection that has ended or switched is ignored, as Twisted's
+     * `_safeEmit` does: the peer cannot hear us, and the end has been reported to
+     * everyone waiting. A box AMP cannot carry is returned, for the caller to answer
+     * otherwise; nothing was queued then.
+     */
+    const emit = (box: AmpBox): EncodeError | undefined => {
       try {
         protocol.unsafeSendBox(box)
-      } catch {
-        // The peer cannot hear us any more; the end has been reported elsewhere.
+      } catch (e) {
+        if (isEncodeError(e)) return e
+        if (e instanceof ConnectionLost || e instanceof ProtocolSwitched) return undefined
+        throw e
       }
+      return undefined
     }
 
+    /** An error box. A description too long for AMP is cut to fit: the code is what the peer acts on. */
     const sendError = (ask: Uint8Array, code: string, description: string): void => {
-      emit(
-        new BoxBuilder().set("_error", ask).set("_error_code", utf8(code)).set("_error_description", utf8(description)).build()
-      )
+      const box = new BoxBuilder().set("_error", ask).set("_error_code", utf8(code))
+        .set("_error_description", fitValue(utf8(description)))
+        .build()
+      const refused = emit(box)
+      // Only the code can be at fault now (a command's own code over 65535 bytes): say so with UNKNOWN.
+      if (refused !== undefined && code !== UNKNOWN_ERROR_CODE) {
+        sendError(ask, UNKNOWN_ERROR_CODE, `error code ${JSON.stringify(code.slice(0, 40))} cannot be sent: ${refused.message}`)
+      }
     }
 
     /** Answers a responder's failure: its code if mapped (closing after a fatal one), else UNKNOWN and close. */
@@ -270,28 +297,29 @@ export const make = (
       }
       return Effect.gen(function*() {
         yield* Effect.logError(`AMP responder for ${command.name} failed; dropping the connection`, cause)
-        if (ask !== undefined) sendError(ask, UNKNOWN_ERROR_CODE, "Unknown Error")
+        // Our own encoding failure is worth telling the caller about; anything else stays "Unknown Error", as Twisted says.
+        const bad = failure._tag === "Some" && failure.value instanceof BadLocalReturn ? failure.value : undefined
+        if (ask !== undefined) sendError(ask, UNKNOWN_ERROR_CODE, bad?.message ?? "Unknown Error")
         yield* protocol.close
       })
     }
 
-    /** Sends the answer box; a response that cannot be encoded is returned instead (`BadLocalReturn`). */
+    /**
+     * Sends the answer box; a response that cannot be encoded (a field the command
+     * does not allow, or a value over AMP's limits) is returned instead, as `BadLocalReturn`.
+     */
     const sendAnswer = (command: Command.Any, ask: Uint8Array, response: unknown): BadLocalReturn | undefined => {
       const out = new BoxBuilder()
+      const bad = (detail: string) => new BadLocalReturn({ command: command.name, detail })
       try {
-        Command.writeFields(
-          command.wire.resp,
-          command.wire.respFields,
-          (response ?? {}) as Record<string, unknown>,
-          out,
-          (detail) => new BadLocalReturn({ command: command.name, detail })
-        )
+        Command.writeFields(command.wire.resp, command.wire.respFields, (response ?? {}) as Record<string, unknown>, out, bad)
       } catch (e) {
-        return e as BadLocalReturn
+        if (e instanceof BadLocalReturn) return e
+        throw e
       }
       out.set("_answer", ask)
-      emit(out.build())
-      return undefined
+      const refused = emit(out.build())
+      return refused === undefined ? undefined : bad(refused.message)
     }
 
     const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
@@ -300,67 +328,131 @@ export const make = (
     }
 
     // --- inbound commands ---------------------------------------------------------------
-    let running = 0
+    /** A responder running in a fiber, with the tag it must answer (none for `requiresAnswer: false`). */
+    interface Running {
+      readonly ask: Uint8Array | undefined
+      /** Set when a drain gave up on it and answered for it: its own outcome is dropped. */
+      abandoned: boolean
+      fiber: Fiber.RuntimeFiber<void, never> | undefined
+    }
+    /**
+     * Responders running in fibers, by a number of their own (a slot table: see CallTable).
+     * Its size is what `maxConcurrentCommands` caps. A plain counter and wake-up list, not
+     * Effect's Semaphore: taking a permit would cost an Effect step per box on the reader's
+     * fast path, where most answers need no fiber at all.
+     */
+    const runningTable = new CallTable<Running>()
+    let runningId = 0
     let slotWaiters: Array<() => void> = []
-    const release = Effect.sync(() => {
-      running--
-      if (slotWaiters.length > 0) {
-        const ws = slotWaiters
-        slotWaiters = []
-        for (const w of ws) w()
-      }
-    })
     const slotFree = Effect.async<void>((resume) => {
-      if (running < maxConcurrent) return resume(Effect.void)
+      if (runningTable.size < maxConcurrent) return resume(Effect.void)
       slotWaiters.push(() => resume(Effect.void))
     })
+    /** Completes when no responder runs; made by `drain`. */
+    let idle: Deferred.Deferred<void> | undefined
+    /** Set by `drain`: no new command is dispatched (the reader holds at the next one, and so does the socket). */
+    let draining: Deferred.Deferred<void> | undefined
+
+    const finished = (id: number) =>
+      Effect.sync(() => {
+        runningTable.take(id)
+        if (slotWaiters.length > 0) {
+          const ws = slotWaiters
+          slotWaiters = []
+          for (const w of ws) w()
+        }
+        if (runningTable.size === 0 && idle !== undefined) Deferred.unsafeDone(idle, Exit.void)
+      })
+
+    /** Forks `effect` (the responder and its answer) as a running command. */
+    const fork = (ask: Uint8Array | undefined, effect: (self: Running) => Effect.Effect<void, never, Amp>): void => {
+      const id = ++runningId
+      const self: Running = { ask, abandoned: false, fiber: undefined }
+      runningTable.set(id, self)
+      self.fiber = runFork(Effect.ensuring(effect(self), finished(id)))
+    }
 
     const decodeArgs = (command: Command.Any, box: AmpBox): Record<string, unknown> | MalformedAmpBox => {
       try {
         return Command.decodeArguments(command, box)
       } catch (e) {
-        return e as MalformedAmpBox
+        if (e instanceof MalformedAmpBox) return e
+        throw e
+      }
+    }
+
+    /** The responder's effect; one that throws instead of returning an Effect fails as a defect, like a Twisted responder that raises. */
+    const invoke = (responder: Command.Responder<Amp>, args: Record<string, unknown>): Effect.Effect<unknown, unknown, Amp> => {
+      try {
+        return responder.handle(args)
+      } catch (e) {
+        return Effect.die(e)
       }
     }
 
     const traced = <A, E, R>(name: string, kind: "client" | "server", effect: Effect.Effect<A, E, R>) =>
       tracing ? Effect.withSpan(effect, `AMP ${name}`, { kind, attributes: { "rpc.system": "amp", "rpc.method": name } }) : effect
 
-    /** Runs a responder's effect and answers with its outcome. */
-    const settle = (command: Command.Any, ask: Uint8Array | undefined, result: Effect.Effect<unknown, unknown, Amp>) =>
+    /** Runs a responder's effect and answers with its outcome, unless a drain answered for it already. */
+    const settle = (
+      command: Command.Any,
+      ask: Uint8Array | undefined,
+      result: Effect.Effect<unknown, unknown, Amp>,
+      self?: Running
+    ) =>
       Effect.matchCauseEffect(result, {
-        onFailure: (cause) => answerFailure(command, ask, cause),
-        onSuccess: (response) => (ask === undefined ? Effect.void : answer(command, ask, response))
+        onFailure: (cause) => (self?.abandoned ? Effect.void : answerFailure(command, ask, cause)),
+        onSuccess: (response) => (ask === undefined || self?.abandoned ? Effect.void : answer(command, ask, response))
       })
 
-    const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void, never, Amp> => {
+    const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined, self: Running): Effect.Effect<void, never, Amp> => {
       const command = responder.command
       const args = decodeArgs(command, box)
       // A request that does not fit the command is the responder failing in an unmapped way (Twisted: UNKNOWN).
       if (args instanceof MalformedAmpBox) return answerFailure(command, ask, Cause.fail(args))
-      return traced(command.name, "server", settle(command, ask, responder.handle(args)))
+      return traced(command.name, "server", Effect.suspend(() => settle(command, ask, invoke(responder, args), self)))
     }
 
+    /** Runs a command's responder. */
     const startHandler = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): void => {
       // Fast path: a responder that answered with a plain value (`Effect.succeed(...)` is an Exit)
       // is answered right here, in the reader's turn, without a fiber. Spans and failures take the full path.
       if (!tracing) {
         const args = decodeArgs(responder.command, box)
         if (!(args instanceof MalformedAmpBox)) {
-          const result = responder.handle(args)
+          const result = invoke(responder, args)
           if (Exit.isExit(result) && Exit.isSuccess(result)) {
             const bad = ask === undefined ? undefined : sendAnswer(responder.command, ask, result.value)
             if (bad !== undefined) runFork(answerFailure(responder.command, ask, Cause.fail(bad)))
             return
           }
-          running++
-          runFork(Effect.ensuring(settle(responder.command, ask, result), release))
-          return
+          return fork(ask, (self) => settle(responder.command, ask, result, self))
         }
       }
-      running++
-      runFork(Effect.ensuring(handle(responder, box, ask), release))
+      fork(ask, (self) => handle(responder, box, ask, self))
     }
+
+    /**
+     * Stops dispatching commands, lets running responders finish for `timeout`, answers those
+     * still running with UNKNOWN (and interrupts them), then closes: queued boxes go out first.
+     */
+    const drain = (timeout: Duration.DurationInput): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        draining ??= Deferred.unsafeMake(FiberId.none)
+        if (runningTable.size > 0) {
+          idle = Deferred.unsafeMake(FiberId.none)
+          yield* Effect.timeoutOption(Deferred.await(idle), timeout)
+        }
+        const millis = Duration.toMillis(timeout)
+        const late: Array<Fiber.RuntimeFiber<void, never>> = []
+        for (const [, r] of runningTable.entries()) {
+          r.abandoned = true
+          if (r.fiber !== undefined) late.push(r.fiber)
+          if (r.ask !== undefined) sendError(r.ask, UNKNOWN_ERROR_CODE, `the server shut down before answering (drain deadline of ${millis} ms)`)
+        }
+        yield* protocol.close
+        yield* Fiber.interruptAll(late)
+      })
 
     /** StartTLS asked by the peer: runs in the reader, which waits at the boundary. */
     const answerStartTls = (responder: Command.Responder<Amp>, ask: Uint8Array | undefined): Effect.Effect<void> =>
@@ -408,6 +500,7 @@ export const make = (
     }
 
     const commandReceived = (nameBytes: Uint8Array, box: AmpBox): void | Effect.Effect<void> => {
+      if (draining !== undefined) return Deferred.await(draining) // never completes: the close ends the reader
       const ask = box.get("_ask")
       const responder = responderFor(nameBytes)
       if (responder === undefined) {
@@ -421,7 +514,7 @@ export const make = (
         case "switch":
           return answerSwitch(responder, box, ask)
         case "plain":
-          if (running < maxConcurrent) return startHandler(responder, box, ask)
+          if (runningTable.size < maxConcurrent) return startHandler(responder, box, ask)
           // Backpressure: the reader (and so the socket) waits for a free slot.
           return Effect.zipRight(slotFree, Effect.sync(() => startHandler(responder, box, ask)))
       }
@@ -586,6 +679,7 @@ export const make = (
         Effect.suspend(() => (switchedFiber.fiber ? Fiber.join(switchedFiber.fiber) : Effect.void))
       ),
       close: protocol.close,
+      drain,
       protocol
     }
 
