@@ -2,7 +2,7 @@
  * `maxConnections`: a connection beyond the limit is closed as it arrives,
  * with one warning through Effect's logger, and the connections already
  * open keep answering; the default follows the open-file limit; and
- * `effect-amp serve --max-connections` / `--drain-timeout`.
+ * `effect-amp serve --max-connections` / `--drain-timeout` / `--partial-box-timeout`.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
@@ -139,7 +139,7 @@ describe("effect-amp serve", () => {
       expect(yield* amp.callRemote(Demo.Sum, { a: 3n, b: 4n })).toEqual({ total: 7n })
     }))
 
-  it.scopedLive("--drain-timeout: SIGTERM with an idle client drains at once and exits 0", () =>
+  it.scopedLive("--drain-timeout 30: SIGTERM with an idle client closes it and exits 0 without waiting out the deadline", () =>
     Effect.gen(function*() {
       const serve = yield* startServe(["--port", "0", "--drain-timeout", "30"])
       const port = Number(serve.first.split(":")[2])
@@ -147,8 +147,23 @@ describe("effect-amp serve", () => {
       expect(yield* amp.callRemote(Demo.Sum, { a: 1n, b: 2n })).toEqual({ total: 3n })
       serve.child.kill("SIGTERM")
       // Nothing is running: the server closes the connection itself rather than wait out 30 s.
-      expect(yield* amp.ended.pipe(Effect.timeout("10 seconds"))).toMatchObject({ _tag: "ConnectionEnded" })
+      expect(yield* amp.ended.pipe(Effect.timeout("10 seconds"))).toMatchObject({ _tag: "ConnectionLost", reason: "closed" })
       expect(yield* serve.exited.pipe(Effect.timeout("10 seconds"))).toBe(0)
+    }))
+
+  it.scopedLive("--partial-box-timeout 0.3: a connection holding half a box is closed (the default would hold it 60 s)", () =>
+    Effect.gen(function*() {
+      const serve = yield* startServe(["--port", "0", "--partial-box-timeout", "0.3"])
+      const port = Number(serve.first.split(":")[2])
+      const amp = yield* NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(Responders.none))
+      const half = yield* rawClient(port)
+      // A key length and half the key "_command", then nothing.
+      half.write(Buffer.from("\x00\x08_com", "latin1"))
+      yield* closedByServer(half).pipe(
+        Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the half box was held past 10 s") })
+      )
+      // The connection that sends whole boxes is untouched.
+      expect(yield* amp.callRemote(Demo.Sum, { a: 1n, b: 2n })).toEqual({ total: 3n })
     }))
 
   it.scopedLive("a negative --drain-timeout is refused (exit 2)", () =>
