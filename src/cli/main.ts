@@ -17,6 +17,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -50,9 +51,24 @@ const serve = CliCommand.make(
     tlsCert: Options.file("tls-cert").pipe(Options.optional, Options.withDescription("certificate (PEM) StartTLS answers with")),
     tlsKey: Options.file("tls-key").pipe(Options.optional, Options.withDescription("private key (PEM) of --tls-cert")),
     tlsCa: Options.file("tls-ca").pipe(Options.optional, Options.withDescription("authorities (PEM) client certificates must verify against")),
-    verbose: Options.boolean("verbose").pipe(Options.withDescription("log every box"))
+    verbose: Options.boolean("verbose").pipe(Options.withDescription("log every box")),
+    drainTimeout: Options.float("drain-timeout").pipe(
+      Options.filterMap((s) => (s >= 0 && Number.isFinite(s) ? Option.some(s) : Option.none()), "--drain-timeout takes 0 or more seconds"),
+      Options.withDefault(5),
+      Options.withDescription("on SIGTERM/SIGINT, seconds running commands get to answer before they are cut off (answered UNKNOWN)")
+    ),
+    partialBoxTimeout: Options.float("partial-box-timeout").pipe(
+      Options.filterMap((s) => (s > 0 ? Option.some(s) : Option.none()), "--partial-box-timeout takes more than 0 seconds"),
+      Options.optional,
+      Options.withDescription("close a connection that holds half a box this many seconds (default 60)")
+    ),
+    maxConnections: Options.integer("max-connections").pipe(
+      Options.filterMap((n) => (n >= 1 ? Option.some(n) : Option.none()), "--max-connections takes 1 or more"),
+      Options.optional,
+      Options.withDescription("most connections at once; more are closed as they arrive, with a warning (default 10000, less if the open-file limit is lower)")
+    )
   },
-  ({ host, port, tlsCa, tlsCert, tlsKey, unix, verbose }) =>
+  ({ drainTimeout, host, maxConnections, partialBoxTimeout, port, tlsCa, tlsCert, tlsKey, unix, verbose }) =>
     Effect.gen(function*() {
       if (Option.isSome(tlsCert) !== Option.isSome(tlsKey)) return yield* exitWith(2, "--tls-cert and --tls-key go together")
       const tls: TlsOptions | undefined = Option.isSome(tlsCert) && Option.isSome(tlsKey)
@@ -73,7 +89,14 @@ const serve = CliCommand.make(
       const server = yield* NodeAmp.serve(
         Option.isSome(unix) ? { _tag: "unix", path: unix.value } : { _tag: "tcp", host, port },
         {
-          ...(trace ? { protocol: { trace: (d, b) => void trace(d, b) } } : {}),
+          protocol: {
+            ...(trace ? { trace: (d, b) => void trace(d, b) } : {}),
+            ...(Option.isSome(partialBoxTimeout)
+              ? { partialBoxTimeout: Duration.millis(Math.round(partialBoxTimeout.value * 1000)) }
+              : {})
+          },
+          drainTimeoutMillis: Math.round(drainTimeout * 1000),
+          ...(Option.isSome(maxConnections) ? { maxConnections: maxConnections.value } : {}),
           onConnection: (amp) =>
             Effect.gen(function*() {
               const peer = amp.info().peerAddress ?? amp.info().kind

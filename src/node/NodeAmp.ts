@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -59,6 +60,12 @@ export const layerConnect = (
  * switched to finishes). `onConnection` runs for each new connection (logs,
  * calls towards the client).
  *
+ * Closing the scope drains every connection (`Amp.drain`): the listener
+ * closes at once, no new command is dispatched, running responders have
+ * `drainTimeoutMillis` (default 5 s) to answer, calls still running then are
+ * answered with `UNKNOWN` (the caller gets `UnknownRemoteError`), and each
+ * connection closes after writing what it had queued.
+ *
  * @example
  * const server = yield* NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port: 7710 })
  */
@@ -72,9 +79,13 @@ export const serve = <E = never, R = never>(
     const responders = yield* Responders
     return yield* NodeServer.listen(
       address,
-      (transport) =>
+      (transport, connection) =>
         Effect.gen(function*() {
+          // Registered before the dispatcher exists, so no drain can start between the two unseen.
+          const built = yield* Deferred.make<Amp>()
+          yield* connection.onDrain(Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout)))
           const amp = yield* over(transport, options).pipe(Effect.provideService(Responders, responders))
+          yield* Deferred.succeed(built, amp)
           const hook = options?.onConnection
             ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
             : undefined

@@ -2,7 +2,8 @@
  * Listening: TCP, UNIX sockets, TLS from the first byte. Every accepted
  * connection runs its handler in a scope and a fiber of its own: a handler
  * that fails (or dies) is logged and closes its own connection, nothing
- * else. Closing the server's scope stops listening, closes every live
+ * else. Closing the server's scope stops listening at once, drains the
+ * handlers that asked for it (up to a deadline), closes every live
  * connection, and removes the UNIX socket file it created.
  *
  * @since 0.1.0
@@ -11,6 +12,8 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
@@ -56,6 +59,34 @@ export interface Server {
 }
 
 /**
+ * What a handler learns about the server it runs under: the second argument
+ * of a {@link listen} handler (one-argument handlers ignore it).
+ *
+ * A handler takes part in the server's drain by running {@link onDrain} or
+ * awaiting {@link draining}: when the server's scope closes, the server then
+ * waits for that handler to finish, up to `drainTimeout` plus the transport's
+ * close timeout, before it interrupts it. A handler that did neither is
+ * interrupted at once, as every handler was before drains existed (a handler
+ * that never ends, an echo loop, would otherwise hold the close for the
+ * whole deadline).
+ *
+ * @since 0.1.0
+ */
+export interface Connection {
+  /** Completes when the server starts draining. Awaiting it registers the connection for the drain. */
+  readonly draining: Effect.Effect<void>
+  /**
+   * Runs `effect` in the background (in the handler's scope) once the server
+   * starts draining, and registers the connection for the drain. Registering
+   * happens when this runs, in the handler's own fiber, so no drain that starts
+   * afterwards can miss it.
+   */
+  readonly onDrain: (effect: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
+  /** How long the handler has, from the start of the drain, to get its answers out (`drainTimeoutMillis`). */
+  readonly drainTimeout: Duration.Duration
+}
+
+/**
  * Options of {@link listen}.
  *
  * @since 0.1.0
@@ -63,8 +94,60 @@ export interface Server {
 export interface Options {
   /** Passed to each connection's transport: buffers, close timeout. */
   readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
-  /** Most connections at once; more are closed as they arrive. Default 10000. */
+  /**
+   * Most connections at once; a connection beyond it is closed as it
+   * arrives, with one warning logged through Effect's logger, and the others
+   * are untouched. Default {@link defaultMaxConnections}: 10000, or the
+   * process's open-file limit less 128 when that is lower. Each connection
+   * holds a file descriptor, and running out of them fails every `accept`
+   * and every file the process opens; refusing one connection cleanly, with
+   * a log line, is better. Node raises its soft open-file limit to the hard
+   * one at start-up, and that limit varies (4096 on older systems, 524288
+   * under systemd, 1048576 in many containers), so the default follows it
+   * (as Redis's `maxclients` does), keeping 128 descriptors for everything
+   * else. 10000 is a generous ceiling for an RPC server and bounds memory:
+   * at the 16 KB an idle connection may cost, 160 MB.
+   */
   readonly maxConnections?: number
+  /**
+   * How long a drain may take: from the moment the server's scope starts
+   * closing, handlers that registered for the drain (see {@link Connection})
+   * have this long to finish their running work and send its answers; the
+   * server waits this plus the transport's close timeout for them, then
+   * interrupts what is left and destroys the sockets still open. Default 5000
+   * ms: longer than any answer a healthy RPC server takes, and short enough
+   * that the drain (5 s) plus the close (2 s by default) ends well inside the
+   * 10 s `docker stop` and the 30 s Kubernetes give a process between
+   * SIGTERM and SIGKILL. 0 interrupts every handler at once.
+   */
+  readonly drainTimeoutMillis?: number
+}
+
+/** Descriptors kept for what is not a connection: the listener, stdio, files, DNS, outgoing clients. */
+const reservedFds = 128
+
+/**
+ * The default of {@link Options.maxConnections}: 10000, or the open-file
+ * limit less 128 descriptors when that is lower (never under 1). The limit
+ * comes from `/proc/self/limits` (Linux); elsewhere, or when it cannot be
+ * read or is unlimited, the default is 10000. `procLimits` is that file's
+ * text, for tests.
+ *
+ * @since 0.1.0
+ */
+export const defaultMaxConnections = (procLimits: string | undefined = readProcLimits()): number => {
+  const soft = procLimits?.match(/^Max open files\s+(\d+)/m)?.[1]
+  if (soft === undefined) return 10000
+  return Math.max(1, Math.min(10000, Number(soft) - reservedFds))
+}
+
+const readProcLimits = (): string | undefined => {
+  try {
+    return fs.readFileSync("/proc/self/limits", "utf8")
+  } catch {
+    // Not Linux, or no /proc: the fixed default applies.
+    return undefined
+  }
 }
 
 /**
@@ -112,11 +195,27 @@ const peerOf = (socket: net.Socket): string =>
     ? `(peer ${NodeTransport.hostPort("tcp", socket.remoteAddress, socket.remotePort)})`
     : ""
 
+/** One accepted connection whose handler runs. */
+interface Live {
+  fiber: Fiber.RuntimeFiber<void> | undefined
+  /** The handler registered for the drain (see `Connection`). */
+  drains: boolean
+}
+
 /**
  * Listens and serves every connection with `handler` until the scope
- * closes. The handler gets the connection's transport and a fresh scope;
- * when it finishes, fails or dies, its scope closes and with it the
- * connection (a failure is logged as a warning).
+ * closes. The handler gets the connection's transport, a fresh scope, and a
+ * {@link Connection} (to take part in a drain); when it finishes, fails or
+ * dies, its scope closes and with it the connection (a failure is logged as
+ * a warning).
+ *
+ * Closing the scope drains: the listener closes at once (new connections are
+ * refused), handlers that
+ * registered for the drain are told and waited for (`drainTimeoutMillis`
+ * plus the close timeout), the others are interrupted at once; at the
+ * deadline whatever is left (a TLS handshake still running among it) is
+ * interrupted and its socket destroyed; a handshake that completes during
+ * the drain is closed at once.
  *
  * @example
  * const server = yield* NodeServer.listen({ _tag: "tcp", host: "127.0.0.1", port: 0 }, (transport) =>
@@ -126,22 +225,39 @@ const peerOf = (socket: net.Socket): string =>
  */
 export const listen = <E, R>(
   address: ListenAddress,
-  handler: (transport: Transport) => Effect.Effect<void, E, R | Scope.Scope>,
+  handler: (transport: Transport, connection: Connection) => Effect.Effect<void, E, R | Scope.Scope>,
   options?: Options
 ): Effect.Effect<Server, ListenError, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {
     /** The address for errors and logs: what was asked, then what was bound (the port 0 picked). */
     let where = format(address)
-    const maxConnections = options?.maxConnections ?? 10000
+    const maxConnections = options?.maxConnections ?? defaultMaxConnections()
+    const drainTimeout = Duration.millis(Math.max(0, options?.drainTimeoutMillis ?? 5000))
+    const closeTimeout = Duration.millis(options?.transport?.closeTimeoutMillis ?? 2000)
     if (address._tag === "unix") yield* clearStaleSocket(address.path)
     const fibers = yield* FiberSet.make<void, never>()
     const run = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
     /** Every accepted socket (for TLS, the raw one, handshake or not): closing the server destroys what is left. */
     const sockets = new Set<net.Socket>()
+    const live = new Set<Live>()
+    const drainStarted = yield* Deferred.make<void>()
     let serving = 0
     let closing = false
 
-    const serve = (socket: net.Socket): Effect.Effect<void, never, Exclude<R, Scope.Scope>> =>
+    const connectionOf = (entry: Live): Connection => ({
+      draining: Effect.suspend(() => {
+        entry.drains = true
+        return Deferred.await(drainStarted)
+      }),
+      onDrain: (effect) =>
+        Effect.suspend(() => {
+          entry.drains = true
+          return Effect.forkScoped(Effect.zipRight(Deferred.await(drainStarted), effect))
+        }).pipe(Effect.asVoid),
+      drainTimeout
+    })
+
+    const serve = (socket: net.Socket, entry: Live): Effect.Effect<void, never, Exclude<R, Scope.Scope>> =>
       Effect.scoped(
         Effect.flatMap(
           NodeTransport.fromSocket(socket, {
@@ -150,7 +266,7 @@ export const listen = <E, R>(
             kind: address._tag,
             ...(address._tag === "unix" ? { localAddress: where } : {})
           }),
-          handler
+          (transport) => handler(transport, connectionOf(entry))
         )
       ).pipe(
         Effect.catchAllCause((cause) =>
@@ -158,6 +274,7 @@ export const listen = <E, R>(
         ),
         Effect.ensuring(Effect.sync(() => {
           serving--
+          live.delete(entry)
           if (!socket.destroyed) socket.destroy()
         })),
         Effect.annotateLogs({ server: where })
@@ -166,7 +283,15 @@ export const listen = <E, R>(
     const track = (raw: net.Socket) => {
       // Errors are reported through the transport; this keeps one before it listens from being unhandled.
       raw.on("error", () => undefined)
-      if (closing || sockets.size >= maxConnections) return raw.destroy()
+      if (closing) return raw.destroy()
+      if (sockets.size >= maxConnections) {
+        const peer = peerOf(raw)
+        raw.destroy()
+        run(Effect.logWarning(`refused a connection ${peer}: ${maxConnections} connections open (maxConnections)`).pipe(
+          Effect.annotateLogs({ server: where })
+        ))
+        return
+      }
       sockets.add(raw)
       raw.once("close", () => sockets.delete(raw))
     }
@@ -174,7 +299,9 @@ export const listen = <E, R>(
       socket.on("error", () => undefined)
       if (closing || socket.destroyed) return socket.destroy()
       serving++
-      run(serve(socket))
+      const entry: Live = { fiber: undefined, drains: false }
+      live.add(entry)
+      entry.fiber = run(serve(socket, entry))
     }
 
     const server: net.Server = address._tag === "tls"
@@ -189,6 +316,20 @@ export const listen = <E, R>(
     server.on(address._tag === "tls" ? "secureConnection" : "connection", accept)
     // A failed TLS handshake concerns that client only.
     server.on("tlsClientError", (error: Error) => void run(Effect.logDebug(`TLS handshake failed on ${where}`, error)))
+
+    /** Tells the registered handlers, interrupts the others, waits (bounded) for the registered ones. */
+    const drain = Effect.gen(function*() {
+      const entries = Array.from(live)
+      const fibersOf = (drains: boolean) =>
+        entries.flatMap((e) => (e.drains === drains && e.fiber !== undefined ? [e.fiber] : []))
+      const draining = fibersOf(true)
+      yield* Deferred.succeed(drainStarted, undefined)
+      yield* Effect.all([
+        Fiber.interruptAll(fibersOf(false)),
+        // Interruptible: a release runs uninterruptibly, and the timeout must be able to stop the wait.
+        Effect.timeoutOption(Effect.interruptible(Fiber.awaitAll(draining)), Duration.sum(drainTimeout, closeTimeout))
+      ], { concurrency: "unbounded", discard: true })
+    })
 
     let socketInode: number | undefined
     yield* Effect.acquireRelease(
@@ -212,12 +353,13 @@ export const listen = <E, R>(
       () =>
         Effect.gen(function*() {
           closing = true
-          // Stop accepting at once; the callback comes when every connection is gone.
+          // Stop accepting at once (before any handler hears of the drain); the callback comes when every connection is gone.
           const stopped = Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
           const stopping = yield* Effect.fork(stopped)
-          // Every connection closes through its own scope, all at once (each end is graceful but bounded).
-          yield* Fiber.interruptAll(Array.from(fibers))
+          yield* drain
+          // The deadline has passed (or every handler is done): nothing waits any longer.
           for (const s of sockets) s.destroy()
+          yield* Fiber.interruptAll(Array.from(fibers))
           yield* Fiber.join(stopping)
           // Node removes the file itself; this covers a listener that went away in another way.
           if (address._tag === "unix" && socketInode !== undefined) {
