@@ -21,6 +21,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as AmpBox from "../AmpBox.js"
 import { BoxDecoder } from "../BoxCodec.js"
 import * as Responders from "../Responders.js"
@@ -28,6 +29,7 @@ import * as StartTls from "../StartTls.js"
 import type { TlsOptions } from "../Transport.js"
 import * as NodeAmp from "../node/NodeAmp.js"
 import type { Address } from "../node/NodeConnect.js"
+import * as Stdio from "../node/Stdio.js"
 import * as BoxJson from "./BoxJson.js"
 import * as Demo from "./Demo.js"
 import * as Target from "./Target.js"
@@ -82,9 +84,11 @@ const serve = CliCommand.make(
         ...Demo.responders,
         ...(tls ? [StartTls.respond(() => Effect.succeed(tls))] : [])
       )
+      // Box lines go through this fiber's runtime: the same logger (on stderr) and log level as the rest.
+      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
       const trace = verbose
         ? (direction: "received" | "sent", box: AmpBox.AmpBox) =>
-          Effect.runFork(Effect.logInfo(`${direction} ${JSON.stringify(BoxJson.toJson(box))}`))
+          runFork(Effect.logInfo(`${direction} ${JSON.stringify(BoxJson.toJson(box))}`))
         : undefined
       const server = yield* NodeAmp.serve(
         Option.isSome(unix) ? { _tag: "unix", path: unix.value } : { _tag: "tcp", host, port },
@@ -220,7 +224,9 @@ const root = CliCommand.make("effect-amp").pipe(
 
 const cli = CliCommand.run(root, { name: "effect-amp", version: "0.1.0" })
 
+// stdout is for what the command prints (answers, decoded boxes, the `listening on` line); logs go to stderr.
 cli(process.argv).pipe(
+  Effect.provide(Stdio.layerDefaultLoggerToStderr),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
