@@ -1,6 +1,7 @@
-// `npx effect-amp` in a clone of this repository: npm links the bins of
-// dependencies into node_modules/.bin but never the package's own, so the
-// `prepare` step links ours there too.
+// In a clone of this repository, npm links the bins of dependencies into
+// node_modules/.bin but never the package's own. `npx effect-amp` finds it
+// through package.json's `bin` anyway; the `prepare` step links it there too,
+// so that node_modules/.bin/effect-amp (and a PATH holding it) work as well.
 import { chmodSync, mkdirSync, rmSync, symlinkSync } from "node:fs"
 import { dirname, join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
