@@ -6,7 +6,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import { Amp, Responders } from "../../src/index.js"
+import { Amp } from "../../src/index.js"
 import { NodeAmp } from "../../src/node/index.js"
 import { Divide } from "./commands.js"
 
@@ -26,6 +26,5 @@ const program = Effect.gen(function*() {
 
 program.pipe(
   Effect.provide(NodeAmp.layerConnect({ _tag: "tcp", host: "127.0.0.1", port })),
-  Effect.provide(Responders.none),
   NodeRuntime.runMain
 )

@@ -157,8 +157,7 @@ const call = CliCommand.make(
       yield* Console.log(JSON.stringify(BoxJson.toJson(answer, ["_answer"])))
     }).pipe(
       Effect.scoped,
-      Effect.provide(Responders.none),
-      Effect.catchAll((e): Effect.Effect<void, Exit_> => {
+          Effect.catchAll((e): Effect.Effect<void, Exit_> => {
         switch (e._tag) {
           case "CliExit":
             return Effect.fail(e)

@@ -8,12 +8,13 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
 import type { ConnectError, ListenError } from "../AmpError.js"
 import * as BinaryBoxProtocol from "../BinaryBoxProtocol.js"
 import * as BoxDispatcher from "../BoxDispatcher.js"
-import { Responders } from "../Responders.js"
+import * as Responders from "../Responders.js"
 import type { Transport } from "../Transport.js"
 import * as NodeConnect from "./NodeConnect.js"
 import * as NodeServer from "./NodeServer.js"
@@ -26,14 +27,17 @@ export interface AmpOptions {
 
 /**
  * AMP over a transport you already have, answering with the `Responders` in
- * context. The connection lives as long as the scope.
+ * context, if any: a pure client needs none (the peer's calls then get
+ * `UNHANDLED`, as from a Twisted `AMP` with no responders). The connection
+ * lives as long as the scope.
  *
  * @since 0.1.0
  */
-export const over = (transport: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Responders | Scope.Scope> =>
+export const over = (transport: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Scope.Scope> =>
   Effect.gen(function*() {
     const protocol = yield* BinaryBoxProtocol.make(transport, options?.protocol)
-    return yield* BoxDispatcher.make(protocol, yield* Responders, options?.dispatcher)
+    const responders = Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
+    return yield* BoxDispatcher.make(protocol, responders, options?.dispatcher)
   })
 
 /**
@@ -45,14 +49,14 @@ export const over = (transport: Transport, options?: AmpOptions): Effect.Effect<
 export const connect = (
   address: NodeConnect.Address,
   options?: AmpOptions & NodeConnect.Options
-): Effect.Effect<Amp, ConnectError, Responders | Scope.Scope> =>
+): Effect.Effect<Amp, ConnectError, Scope.Scope> =>
   Effect.flatMap(NodeConnect.connect(address, options), (t) => over(t, options))
 
 /** `connect` as a layer providing `Amp`. */
 export const layerConnect = (
   address: NodeConnect.Address,
   options?: AmpOptions & NodeConnect.Options
-): Layer.Layer<Amp, ConnectError, Responders> => Layer.scoped(Amp, connect(address, options))
+): Layer.Layer<Amp, ConnectError> => Layer.scoped(Amp, connect(address, options))
 
 /**
  * Serves AMP: every connection gets its own dispatcher over the
@@ -74,9 +78,9 @@ export const serve = <E = never, R = never>(
   options?: AmpOptions & NodeServer.Options & {
     readonly onConnection?: (amp: Amp) => Effect.Effect<void, E, R>
   }
-): Effect.Effect<NodeServer.Server, ListenError, Responders | R | Scope.Scope> =>
+): Effect.Effect<NodeServer.Server, ListenError, Responders.Responders | R | Scope.Scope> =>
   Effect.gen(function*() {
-    const responders = yield* Responders
+    const responders = yield* Responders.Responders
     return yield* NodeServer.listen(
       address,
       (transport, connection) =>
@@ -84,7 +88,7 @@ export const serve = <E = never, R = never>(
           // Registered before the dispatcher exists, so no drain can start between the two unseen.
           const built = yield* Deferred.make<Amp>()
           yield* connection.onDrain(Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout)))
-          const amp = yield* over(transport, options).pipe(Effect.provideService(Responders, responders))
+          const amp = yield* over(transport, options).pipe(Effect.provideService(Responders.Responders, responders))
           yield* Deferred.succeed(built, amp)
           const hook = options?.onConnection
             ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))

@@ -1,7 +1,7 @@
 // A pure client (it answers nothing) against `effect-amp serve`:
 // `node out/client.js PORT`. Prints one line of JSON; exits 1 on any surprise.
 import * as Effect from "effect/Effect"
-import { Amp, Responders } from "effect-amp"
+import { Amp } from "effect-amp"
 import { NodeAmp } from "effect-amp/node"
 import { Divide, Echo, Sum } from "./commands.js"
 
@@ -17,9 +17,8 @@ const program = Effect.gen(function*() {
 
 const result = await Effect.runPromise(
   program.pipe(
-    Effect.provide(NodeAmp.layerConnect({ _tag: "tcp", host: "127.0.0.1", port }, { timeout: 5000 })),
-    // A pure client still names its (empty) responders: NodeAmp requires them.
-    Effect.provide(Responders.none)
+    // A pure client needs no Responders.
+    Effect.provide(NodeAmp.layerConnect({ _tag: "tcp", host: "127.0.0.1", port }, { timeout: 5000 }))
   )
 )
 console.log(JSON.stringify(result))
