@@ -154,7 +154,7 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
   /** key → index, for boxes too big to scan */
   private _index: Map<string, number> | undefined
 
-  /** @internal use {@link make}, {@link fromEntries} or the `unsafe*` builders */
+  /** Not for users: build boxes with {@link make}, {@link fromEntries} or the `unsafe*` builders. */
   constructor(
     keys: Array<string>,
     values: Array<Uint8Array | undefined> | undefined,
