@@ -502,18 +502,26 @@ const make = (
       w?.()
       // One deadline for the whole close: a peer that reads nothing must not hold it up.
       const deadline = Date.now() + closeTimeout
-      const left = () => Math.max(0, deadline - Date.now())
+      // The close runs uninterruptibly; a wait it gives up on must still be interruptible, or the timeout would wait for it.
+      const bounded = <A>(wait: Effect.Effect<A>) =>
+        Effect.timeoutOption(Effect.interruptible(wait), Math.max(0, deadline - Date.now()))
       // Everything written so far goes out first.
-      const flushed = Option.isSome(yield* Effect.timeoutOption(Fiber.await(writer), left()))
+      const flushed = Option.isSome(yield* bounded(Fiber.await(writer)))
       if (!flushed) yield* Fiber.interrupt(writer)
       else if (broken === undefined && !inbox.isDone && kind() === "websocket") {
         // Then our end: a WebSocket says so with a close frame; a NodeSocket ends its
         // writable side when its writer is released, below.
-        yield* Effect.timeoutOption(Effect.ignore(writeTo(new Socket.CloseEvent(1000))), left())
+        yield* bounded(Effect.ignore(writeTo(new Socket.CloseEvent(1000))))
       }
       yield* Scope.close(writerScope, Exit.void)
       // Then the peer's end, for what time is left; then the socket goes.
-      yield* Effect.timeoutOption(Fiber.await(reader), left())
+      const peerEnded = Option.isSome(yield* bounded(Fiber.await(reader)))
+      if (!peerEnded && kind() !== "websocket") {
+        // Tear it down (the Transport contract): a NodeSocket destroys its socket on a close event, where
+        // releasing it only ends it, and an end waits for a peer that reads. (A WebSocket has no such
+        // abort in the platform's API: its own close timeout does that.)
+        yield* Effect.timeoutOption(Effect.interruptible(Effect.ignore(writeTo(new Socket.CloseEvent(1000)))), 100)
+      }
       yield* Fiber.interrupt(reader)
       inbox.finish(Exit.void)
       wakeWriters()

@@ -368,3 +368,52 @@ describe("backpressure", () => {
       expect(total).toBe(flood)
     }))
 })
+
+/** TCP sockets this process holds open (both ends of a loopback connection count). */
+const tcpSockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length
+
+describe("closing against a peer that never reads nor ends", () => {
+  it.scopedLive("NodeSocket: close gives up after closeTimeoutMillis and releases the socket", () =>
+    Effect.gen(function*() {
+      let peer: net.Socket | undefined
+      const server = net.createServer((s) => {
+        peer = s
+        s.pause()
+      }).listen(0, "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => (peer?.destroy(), server.close())))
+      yield* Effect.promise(() => new Promise((r) => server.once("listening", r)))
+      const socket = yield* clientSocket("tcp", (server.address() as net.AddressInfo).port)
+      const t = yield* PlatformSocket.transport(socket, { writeHighWaterMark: 64 * 1024, closeTimeoutMillis: 200 })
+      yield* until(() => peer !== undefined, "the peer accepted")
+      const open = tcpSockets()
+      const chunk = new Uint8Array(64 * 1024).fill(3)
+      expect((yield* fillUntilBlocked(t, chunk, 2000)).blocked).toBe(true)
+      // Neither the queue nor the peer's end can come; the close must still finish (a generous bound, not a speed check).
+      const closed = yield* Effect.timeoutOption(t.close, "10 seconds")
+      expect(Option.isSome(closed)).toBe(true)
+      expect(t.write(chunk)).toBe(false)
+      expect(yield* Effect.flip(t.writable)).toMatchObject({ _tag: "ConnectionLost", reason: "closed by us" })
+      // And the socket was let go, not left ending behind bytes the peer will never read.
+      yield* until(() => tcpSockets() === open - 1, `our socket destroyed (${tcpSockets()} TCP sockets open, ${open} before)`)
+    }))
+
+  it.scopedLive("WebSocket: a client that never answers the close frame does not hold the server's close", () =>
+    Effect.gen(function*() {
+      const server = yield* makeServer("websocket")
+      const got = yield* Deferred.make<Transport>()
+      yield* Effect.forkScoped(
+        PlatformSocket.serveTransports(server, (t) => Effect.zipRight(Deferred.succeed(got, t), Effect.never), {
+          closeTimeoutMillis: 200
+        })
+      )
+      const construct = yield* Effect.provide(Socket.WebSocketConstructor, NodeSocket.layerWebSocketConstructor)
+      const client = construct(`ws://127.0.0.1:${portOf(server)}`) as unknown as PausableWebSocket
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.terminate()))
+      yield* Effect.promise(() => new Promise<void>((r) => client.once("open", () => r())))
+      client.pause()
+      const t = yield* Deferred.await(got)
+      t.write(new Uint8Array(1000))
+      const closed = yield* Effect.timeoutOption(t.close, "10 seconds")
+      expect(Option.isSome(closed)).toBe(true)
+    }))
+})
