@@ -43,8 +43,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Amp } from "./Amp.js"
 import { ConnectionLost, TransportUnsupported } from "./AmpError.js"
-import * as BinaryBoxProtocol from "./BinaryBoxProtocol.js"
-import * as BoxDispatcher from "./BoxDispatcher.js"
+import * as AmpConnection from "./AmpConnection.js"
 import { Responders } from "./Responders.js"
 import { type ConnectionInfo, Transport } from "./Transport.js"
 
@@ -80,10 +79,7 @@ export interface Options {
  *
  * @since 0.1.0
  */
-export interface AmpOptions extends Options {
-  readonly protocol?: BinaryBoxProtocol.Options
-  readonly dispatcher?: BoxDispatcher.Options
-}
+export interface AmpOptions extends Options, AmpConnection.Options {}
 
 /**
  * What the transport sees of its queues, for tests and diagnostics.
@@ -593,19 +589,8 @@ export const layer = (options?: Options): Layer.Layer<Transport, ConnectionLost,
   Layer.scoped(Transport, Effect.flatMap(Socket.Socket, (socket) => transport(socket, options)))
 
 /**
- * AMP over a transport, answering with the `Responders` in context.
- *
- * @since 0.1.0
- */
-const over = (t: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Responders | Scope.Scope> =>
-  Effect.gen(function*() {
-    const protocol = yield* BinaryBoxProtocol.make(t, options?.protocol)
-    return yield* BoxDispatcher.make(protocol, yield* Responders, options?.dispatcher)
-  })
-
-/**
  * AMP over an `@effect/platform` socket, answering the peer's calls with the
- * `Responders` in context (`Responders.none` for a pure client). The
+ * `Responders` in context, if any (a pure client needs none). The
  * connection lives as long as the scope.
  *
  * @example
@@ -614,24 +599,24 @@ const over = (t: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Res
  *   const socket = yield* PlatformSocket.makeWebSocket("wss://example.org/amp")
  *   const amp = yield* PlatformSocket.amp(socket)
  *   return yield* amp.callRemote(Sum, { a: 1n, b: 2n })
- * }).pipe(Effect.scoped, Effect.provide([Socket.layerWebSocketConstructorGlobal, Responders.none]))
+ * }).pipe(Effect.scoped, Effect.provide(Socket.layerWebSocketConstructorGlobal))
  *
  * @since 0.1.0
  */
-export const amp = (socket: Socket.Socket, options?: AmpOptions): Effect.Effect<Amp, ConnectionLost, Responders | Scope.Scope> =>
-  Effect.flatMap(transport(socket, options), (t) => over(t, options))
+export const amp = (socket: Socket.Socket, options?: AmpOptions): Effect.Effect<Amp, ConnectionLost, Scope.Scope> =>
+  Effect.flatMap(transport(socket, options), (t) => AmpConnection.over(t, options))
 
 /**
  * {@link amp} over the `Socket.Socket` in context, as a layer providing `Amp`.
  *
  * @example
  * const AmpLive = PlatformSocket.layerAmp().pipe(
- *   Layer.provide([NodeSocket.layerNet({ host: "127.0.0.1", port: 7710 }), Responders.none])
+ *   Layer.provide(NodeSocket.layerNet({ host: "127.0.0.1", port: 7710 }))
  * )
  *
  * @since 0.1.0
  */
-export const layerAmp = (options?: AmpOptions): Layer.Layer<Amp, ConnectionLost, Socket.Socket | Responders> =>
+export const layerAmp = (options?: AmpOptions): Layer.Layer<Amp, ConnectionLost, Socket.Socket> =>
   Layer.scoped(Amp, Effect.flatMap(Socket.Socket, (socket) => amp(socket, options)))
 
 /**
@@ -713,7 +698,7 @@ export const serve = <E = never, R = never>(
       server,
       (t) =>
         Effect.gen(function*() {
-          const connection = yield* over(t, options).pipe(Effect.provideService(Responders, responders))
+          const connection = yield* AmpConnection.over(t, options).pipe(Effect.provideService(Responders, responders))
           const hook = options?.onConnection
             ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(connection)))
             : undefined

@@ -11,6 +11,7 @@
  */
 export * from "./Amp.js"
 export * as AmpBox from "./AmpBox.js"
+export * as AmpConnection from "./AmpConnection.js"
 export * as AmpError from "./AmpError.js"
 export * as Argument from "./Argument.js"
 export * as BinaryBoxProtocol from "./BinaryBoxProtocol.js"

@@ -8,37 +8,25 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
 import type { ConnectError, ListenError } from "../AmpError.js"
-import * as BinaryBoxProtocol from "../BinaryBoxProtocol.js"
-import * as BoxDispatcher from "../BoxDispatcher.js"
+import * as AmpConnection from "../AmpConnection.js"
 import * as Responders from "../Responders.js"
 import type { Transport } from "../Transport.js"
 import * as NodeConnect from "./NodeConnect.js"
 import * as NodeServer from "./NodeServer.js"
 
 /** Options of the AMP layers over a transport. */
-export interface AmpOptions {
-  readonly protocol?: BinaryBoxProtocol.Options
-  readonly dispatcher?: BoxDispatcher.Options
-}
+export type AmpOptions = AmpConnection.Options
 
 /**
- * AMP over a transport you already have, answering with the `Responders` in
- * context, if any: a pure client needs none (the peer's calls then get
- * `UNHANDLED`, as from a Twisted `AMP` with no responders). The connection
- * lives as long as the scope.
+ * AMP over a transport you already have (`AmpConnection.over`): the
+ * `Responders` in context answer the peer, if there are any.
  *
  * @since 0.1.0
  */
-export const over = (transport: Transport, options?: AmpOptions): Effect.Effect<Amp, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const protocol = yield* BinaryBoxProtocol.make(transport, options?.protocol)
-    const responders = Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
-    return yield* BoxDispatcher.make(protocol, responders, options?.dispatcher)
-  })
+export const over: (transport: Transport, options?: AmpOptions) => Effect.Effect<Amp, never, Scope.Scope> = AmpConnection.over
 
 /**
  * Connects and speaks AMP.
