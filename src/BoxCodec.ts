@@ -196,6 +196,25 @@ const gatherAlloc = (n: number): Uint8Array => {
   return out
 }
 
+/**
+ * `piece` (holding `fill` bytes) grown to `n` bytes: in place when it is the
+ * last piece carved from the slab and the slab has room (a gathering box is
+ * usually the only one carving), else a fresh piece with the bytes copied.
+ */
+const gatherGrow = (piece: Uint8Array, fill: number, n: number): Uint8Array => {
+  const extra = n - piece.length
+  if (
+    n <= SLAB_PIECE_MAX && piece.buffer === slab.buffer &&
+    piece.byteOffset + piece.length === slab.byteOffset + slabAt && slab.length - slabAt >= extra
+  ) {
+    slabAt += extra
+    return new Uint8Array(slab.buffer, piece.byteOffset, n)
+  }
+  const grown = gatherAlloc(n)
+  if (fill > 0) grown.set(new Uint8Array(piece.buffer, piece.byteOffset, fill))
+  return grown
+}
+
 /** Spare room a gathered box may keep; past it `finish` copies the box to a buffer of its size. */
 const GATHER_SLACK_MAX = 64 * 1024
 
@@ -504,9 +523,7 @@ export class BoxDecoder {
       const rest = this.state === State.Value ? this.fieldLength : this.state === State.Key ? this.fieldLength - this.keyFill + 2 : 0
       const ahead = Math.min(rest + 2, Math.max(GATHER_RESERVE_MIN, GATHER_AHEAD * have))
       const size = Math.max(have, Math.min(Math.max(have + ahead, 2 * out.length), this.maxBoxBytes))
-      const grown = gatherAlloc(size)
-      if (fill > 0) grown.set(new Uint8Array(out.buffer, out.byteOffset, fill))
-      out = this.gathered = grown
+      out = this.gathered = gatherGrow(out, fill, size)
     }
     out.set(from === 0 && to === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset + from, n), fill)
     this.gatherFill = fill + n
