@@ -197,8 +197,38 @@ const gatherAlloc = (n: number): Uint8Array => {
   return out
 }
 
+/**
+ * `piece` (holding `fill` bytes) grown to `n` bytes: in place when it is the
+ * last piece carved from the slab and the slab has room (a gathering box is
+ * usually the only one carving), else a fresh piece with the bytes copied.
+ */
+const gatherGrow = (piece: Uint8Array, fill: number, n: number): Uint8Array => {
+  const extra = n - piece.length
+  if (
+    n <= SLAB_PIECE_MAX && piece.buffer === slab.buffer &&
+    piece.byteOffset + piece.length === slab.byteOffset + slabAt && slab.length - slabAt >= extra
+  ) {
+    slabAt += extra
+    return new Uint8Array(slab.buffer, piece.byteOffset, n)
+  }
+  const grown = gatherAlloc(n)
+  if (fill > 0) grown.set(new Uint8Array(piece.buffer, piece.byteOffset, fill))
+  return grown
+}
+
 /** Spare room a gathered box may keep; past it `finish` copies the box to a buffer of its size. */
 const GATHER_SLACK_MAX = 64 * 1024
+
+/**
+ * Room a gathered box may reserve beyond the bytes it has, for the rest of
+ * the field being read: at most this many bytes, or `GATHER_AHEAD` times
+ * what has arrived. A length prefix is the peer's word, not bytes we hold:
+ * reserving all 64 KiB a value announces would let a peer that sends ten
+ * bytes and stops cost us 64 KiB per connection. A large value arriving in
+ * large reads has most of itself in hand, so its reservation stays exact.
+ */
+const GATHER_RESERVE_MIN = 1024
+const GATHER_AHEAD = 4
 
 /**
  * Incremental AMP decoder.
@@ -257,7 +287,8 @@ export class BoxDecoder {
   private fieldLength = 0
   /** Bytes of a straddling key gathered so far in `keyPart`. */
   private keyFill = 0
-  private readonly keyPart = new Uint8Array(MAX_KEY_LENGTH)
+  /** Allocated on the first straddling key: most connections never need it. */
+  private keyPart: Uint8Array = EMPTY
   /** First byte of a length prefix split across chunks, or -1. */
   private prefixHigh = -1
   private failure: DecodeError | undefined = undefined
@@ -297,6 +328,24 @@ export class BoxDecoder {
     else this.queue.push(chunk)
   }
 
+  /**
+   * Lets go of the chunk just read to its end, so that an idle connection
+   * keeps nothing of its last read but the unfinished box: a read may be a
+   * large buffer, or a view of one, and a few bytes of it would keep it
+   * all. Those bytes are copied now, which `advance` would do at the next
+   * chunk anyway; boxes already returned keep their own reference.
+   */
+  private release(): undefined {
+    const buf = this.buf
+    if (buf.length === 0) return undefined
+    if (this.inBox && this.boxPos < buf.length) this.gather(buf, this.boxPos, buf.length)
+    this.base += buf.length
+    this.buf = EMPTY
+    this.pos = 0
+    this.boxPos = 0
+    return undefined
+  }
+
   /** Moves on to `chunk`, keeping the current box's raw bytes. */
   private advance(chunk: Uint8Array): void {
     if (this.inBox && this.boxPos < this.buf.length) this.gather(this.buf, this.boxPos, this.buf.length)
@@ -312,7 +361,7 @@ export class BoxDecoder {
     for (;;) {
       if (this.pos >= this.buf.length) {
         const chunk = this.queue.shift()
-        if (chunk === undefined) return undefined
+        if (chunk === undefined) return this.release()
         this.advance(chunk)
       }
       if (!this.inBox) {
@@ -396,7 +445,8 @@ export class BoxDecoder {
             this.key = readKey(buf, pos, pos + n)
             pos += n
           } else {
-            const part = this.keyPart
+            let part = this.keyPart
+            if (part.length === 0) part = this.keyPart = new Uint8Array(MAX_KEY_LENGTH)
             let fill = this.keyFill
             while (fill < n && pos < len) part[fill++] = buf[pos++]!
             this.keyFill = fill
@@ -466,19 +516,20 @@ export class BoxDecoder {
    * Appends `chunk[from, to)` to the current box's gathered bytes. The first
    * time, the buffer is sized for the box so far plus the rest of the field
    * being read and the closing `00 00`: exact for the common case of one
-   * large value straddling a chunk boundary. After that it doubles (within
-   * `maxBoxBytes`); `finish` trims a buffer left with much slack.
+   * large value straddling a chunk boundary, within what the bytes in hand
+   * justify (`GATHER_AHEAD`). After that it doubles (within `maxBoxBytes`);
+   * `finish` trims a buffer left with much slack.
    */
   private gather(chunk: Uint8Array, from: number, to: number): void {
     const n = to - from
     const fill = this.gatherFill
     let out = this.gathered
     if (fill + n > out.length) {
+      const have = fill + n
       const rest = this.state === State.Value ? this.fieldLength : this.state === State.Key ? this.fieldLength - this.keyFill + 2 : 0
-      const size = Math.max(fill + n, Math.min(Math.max(fill + n + rest + 2, 2 * out.length), this.maxBoxBytes))
-      const grown = gatherAlloc(size)
-      if (fill > 0) grown.set(new Uint8Array(out.buffer, out.byteOffset, fill))
-      out = this.gathered = grown
+      const ahead = Math.min(rest + 2, Math.max(GATHER_RESERVE_MIN, GATHER_AHEAD * have))
+      const size = Math.max(have, Math.min(Math.max(have + ahead, 2 * out.length), this.maxBoxBytes))
+      out = this.gathered = gatherGrow(out, fill, size)
     }
     out.set(from === 0 && to === chunk.length ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset + from, n), fill)
     this.gatherFill = fill + n
