@@ -12,6 +12,7 @@
 export * from "./Amp.js"
 export * as AmpBox from "./AmpBox.js"
 export * as AmpError from "./AmpError.js"
+export * as AmpMetrics from "./AmpMetrics.js"
 export * as Argument from "./Argument.js"
 export * as BinaryBoxProtocol from "./BinaryBoxProtocol.js"
 export * as BoxBuilder from "./BoxBuilder.js"
