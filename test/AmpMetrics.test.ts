@@ -13,8 +13,10 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as TestClock from "effect/TestClock"
+import * as AmpBox from "../src/AmpBox.js"
 import * as AmpMetrics from "../src/AmpMetrics.js"
 import * as Argument from "../src/Argument.js"
+import * as BoxCodec from "../src/BoxCodec.js"
 import * as Command from "../src/Command.js"
 import * as Demo from "../src/cli/Demo.js"
 import * as Responders from "../src/Responders.js"
@@ -35,6 +37,17 @@ const registry = Responders.make(
 
 /** Lets scheduled writes (one per event-loop turn) and the reads behind them happen. */
 const turns = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 20)))
+
+/** `read` once it gives `want`, waiting turns for it (at most 250, a loaded machine is slow); else what it gives then. */
+const once = <A>(read: Effect.Effect<A>, want: A): Effect.Effect<A> =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 250; i++) {
+      const v = yield* read
+      if (v === want) return v
+      yield* turns
+    }
+    return yield* read
+  })
 
 /** Every amp_ metric as numbers, by name and tags: a counter's count, a gauge's value, a histogram's count and sum. */
 const readAll = Effect.map(Metric.snapshot, (pairs) => {
@@ -83,9 +96,8 @@ describe("with metrics on", () => {
 
         // A timeout, under TestClock: the call observes exactly its timeout.
         const timedOut = yield* Effect.fork(Effect.flip(client.callRemote(Slow, { millis: 60_000 }, { timeout: "1 second" })))
-        yield* turns
+        expect(yield* once(inFlight.server(), 1)).toBe(1)
         expect(yield* inFlight.client()).toBe(1)
-        expect(yield* inFlight.server()).toBe(1)
         yield* TestClock.adjust("1 second")
         expect((yield* Fiber.join(timedOut))._tag).toBe("CallTimeout")
         expect(yield* inFlight.client()).toBe(0)
@@ -95,9 +107,8 @@ describe("with metrics on", () => {
           Effect.flip(client.callRemote(Slow, { millis: 60_000 })),
           Effect.flip(client.callRemote(Slow, { millis: 60_000 }))
         ], { concurrency: 2 }))
-        yield* turns
+        expect(yield* once(inFlight.server(), 3)).toBe(3)
         expect(yield* inFlight.client()).toBe(2)
-        expect(yield* inFlight.server()).toBe(3)
         yield* TestClock.adjust("250 millis")
         yield* serverEnd.control.fail("the cable was pulled")
         expect((yield* Fiber.join(lost)).map((e) => e._tag)).toEqual(["ConnectionLost", "ConnectionLost"])
@@ -141,15 +152,14 @@ describe("with metrics on", () => {
         expect(yield* connections()).toBe(2)
         for (let i = 0; i < 4; i++) yield* client.callRemote(Notify, {})
         yield* client.callRemote(Demo.Echo, { text: "é".repeat(100) })
-        yield* turns
+        // Its answer came after everything either side wrote: every byte has been read.
         const written = clientEnd.control.written().length + serverEnd.control.written().length
         const now = yield* changes(before)
         expect(now["amp_bytes_sent_total"]).toBe(written)
         expect(now["amp_bytes_received_total"]).toBe(written)
         // An undeclared failure: UNKNOWN, and the server drops the connection.
         expect((yield* Effect.flip(client.callRemote(Fails, {})))._tag).toBe("UnknownRemoteError")
-        yield* turns
-        expect(yield* connections()).toBe(0)
+        expect(yield* once(connections(), 0)).toBe(0)
       }))
       expect(yield* changes(before)).toMatchObject({
         "amp_server_calls_total{command=MetricsNotify,outcome=ok}": 4,
@@ -159,6 +169,36 @@ describe("with metrics on", () => {
         "amp_server_calls_total{command=MetricsFails,outcome=UNKNOWN}": 1
       })
       expect(yield* connections()).toBe(0)
+    }))
+
+  it.scoped("a call failed by the end of its connection is connection_lost, whatever the end's reason", () =>
+    Effect.gen(function*() {
+      const before = yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "connection_lost"))
+      const running = yield* gauge(AmpMetrics.callsInFlightFor("server"))
+      const { client, serverEnd } = yield* AmpMetrics.withMetrics(ampPair({ server: registry }))
+      const waiting = yield* Effect.fork(Effect.flip(client.callRemote(Slow, { millis: 60_000 })))
+      yield* once(gauge(AmpMetrics.callsInFlightFor("server")), running + 1)
+      // An answer to a tag never asked: the client drops the connection with MalformedAmpBox.
+      serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.fromEntries([["_answer", "ffff"]])))
+      expect((yield* Fiber.join(waiting))._tag).toBe("MalformedAmpBox")
+      expect(yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "connection_lost"))).toBe(before + 1)
+      expect(yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "other"))).toBe(0)
+    }))
+
+  it.scoped("a drain that gives up on a responder counts it UNKNOWN, as it answers", () =>
+    Effect.gen(function*() {
+      const before = yield* count(AmpMetrics.serverCallsFor("MetricsSlow", "UNKNOWN"))
+      const beforeClient = yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "UNKNOWN"))
+      const running = yield* gauge(AmpMetrics.callsInFlightFor("server"))
+      const { client, server } = yield* AmpMetrics.withMetrics(ampPair({ server: registry }))
+      const waiting = yield* Effect.fork(Effect.flip(client.callRemote(Slow, { millis: 60_000 })))
+      expect(yield* once(gauge(AmpMetrics.callsInFlightFor("server")), running + 1)).toBe(running + 1)
+      const draining = yield* Effect.fork(server.drain("1 second"))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(draining)
+      expect((yield* Fiber.join(waiting))._tag).toBe("UnknownRemoteError")
+      expect(yield* count(AmpMetrics.serverCallsFor("MetricsSlow", "UNKNOWN"))).toBe(before + 1)
+      expect(yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "UNKNOWN"))).toBe(beforeClient + 1)
     }))
 
   it.scoped("AmpMetrics.layer turns them on for connections made under it", () =>
