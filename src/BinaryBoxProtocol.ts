@@ -27,12 +27,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { AmpBox } from "./AmpBox.js"
+import * as AmpMetrics from "./AmpMetrics.js"
 import {
   ConnectionLost,
   type EncodeError,
@@ -183,6 +185,9 @@ export const make = (
     const trace = options?.trace
     const maxBatchBytes = options?.maxBatchBytes ?? 256 * 1024
     const endDeferred = yield* Deferred.make<End>()
+    // Read once: with metrics off, reads and writes test `metrics` and do nothing more.
+    const metrics = (yield* FiberRef.get(AmpMetrics.enabled)) ? AmpMetrics.connectionRecorder : undefined
+    metrics?.opened()
 
     // --- sending -----------------------------------------------------------
     // Boxes are encoded as they are sent, into a reused slab; large values are not copied.
@@ -204,6 +209,7 @@ export const make = (
     const flush = (): void => {
       flushScheduled = false
       if (writer.size === 0) return
+      metrics?.sent(writer.size)
       const chunks = writer.take()
       const ok = chunks.length === 1
         ? transport.write(chunks[0]!)
@@ -278,6 +284,7 @@ export const make = (
     const finish = (reason: End): void => {
       if (endReason !== undefined) return
       endReason = reason
+      metrics?.closed()
       Deferred.unsafeDone(endDeferred, Exit.succeed(reason))
       receiver?.stopReceivingBoxes(reason)
     }
@@ -345,6 +352,7 @@ export const make = (
           }
           let completed = false
           for (const bytes of pulled.right) {
+            metrics?.received(bytes.length)
             decoder.push(bytes)
             for (;;) {
               let box: AmpBox | undefined

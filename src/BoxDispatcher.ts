@@ -23,6 +23,7 @@ import * as Deferred from "effect/Deferred"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -47,6 +48,7 @@ import {
   UnknownRemoteError
 } from "./AmpError.js"
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
+import * as AmpMetrics from "./AmpMetrics.js"
 import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
@@ -167,6 +169,10 @@ export const make = (
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
     const tracing = options?.tracing ?? (yield* Effect.tracer) !== builtInTracer
+    // Read once: with metrics off, the hot paths test `cm`/`sm` and do nothing more.
+    const metricsOn = yield* FiberRef.get(AmpMetrics.enabled)
+    const cm = metricsOn ? new AmpMetrics.ClientRecorder(yield* Effect.clock, () => endReason !== undefined) : undefined
+    const sm = metricsOn ? new AmpMetrics.ServerRecorder() : undefined
     // Responders get the connection from the runtime they are forked with (filled in below).
     let runFork: (effect: Effect.Effect<void, never, Amp>) => Fiber.RuntimeFiber<void, never> = () => {
       throw new Error("BoxDispatcher: used before start")
@@ -232,6 +238,7 @@ export const make = (
      * O(1) per call and keeps stale entries to at most half of the map.
      */
     const sweep = (): void => {
+      const before = pending.size
       const newest = new Map<Fiber.RuntimeFiber<unknown, unknown>, number>()
       for (const [tag, p] of pending.entries()) {
         const fiber = p.fiber
@@ -246,6 +253,7 @@ export const make = (
         newest.set(fiber, tag)
       }
       sweepAt = Math.max(SWEEP_MIN, pending.size * 2)
+      cm?.forgot(before - pending.size)
     }
 
     // --- sending replies -----------------------------------------------------------------
@@ -284,6 +292,7 @@ export const make = (
       ask: Uint8Array | undefined,
       cause: Cause.Cause<unknown>
     ): Effect.Effect<void> => {
+      sm?.failed(command, cause)
       if (Cause.isInterruptedOnly(cause)) return Effect.void
       const failure = Cause.failureOption(cause)
       if (failure._tag === "Some") {
@@ -319,7 +328,14 @@ export const make = (
       }
       out.set("_answer", ask)
       const refused = emit(out.build())
+      if (refused === undefined) sm?.ok(command.name)
       return refused === undefined ? undefined : bad(refused.message)
+    }
+
+    /** A command that requires no answer succeeded. */
+    const succeeded = (command: Command.Any): Effect.Effect<void> => {
+      sm?.ok(command.name)
+      return Effect.void
     }
 
     const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
@@ -331,6 +347,7 @@ export const make = (
     /** A responder running in a fiber, with the tag it must answer (none for `requiresAnswer: false`). */
     interface Running {
       readonly ask: Uint8Array | undefined
+      readonly command: Command.Any
       /** Set when a drain gave up on it and answered for it: its own outcome is dropped. */
       abandoned: boolean
       fiber: Fiber.RuntimeFiber<void, never> | undefined
@@ -356,6 +373,7 @@ export const make = (
     const finished = (id: number) =>
       Effect.sync(() => {
         runningTable.take(id)
+        sm?.running(-1)
         if (slotWaiters.length > 0) {
           const ws = slotWaiters
           slotWaiters = []
@@ -365,10 +383,11 @@ export const make = (
       })
 
     /** Forks `effect` (the responder and its answer) as a running command. */
-    const fork = (ask: Uint8Array | undefined, effect: (self: Running) => Effect.Effect<void, never, Amp>): void => {
+    const fork = (command: Command.Any, ask: Uint8Array | undefined, effect: (self: Running) => Effect.Effect<void, never, Amp>): void => {
       const id = ++runningId
-      const self: Running = { ask, abandoned: false, fiber: undefined }
+      const self: Running = { ask, command, abandoned: false, fiber: undefined }
       runningTable.set(id, self)
+      sm?.running(1)
       self.fiber = runFork(Effect.ensuring(effect(self), finished(id)))
     }
 
@@ -402,7 +421,7 @@ export const make = (
     ) =>
       Effect.matchCauseEffect(result, {
         onFailure: (cause) => (self?.abandoned ? Effect.void : answerFailure(command, ask, cause)),
-        onSuccess: (response) => (ask === undefined || self?.abandoned ? Effect.void : answer(command, ask, response))
+        onSuccess: (response) => (self?.abandoned ? Effect.void : ask === undefined ? succeeded(command) : answer(command, ask, response))
       })
 
     const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined, self: Running): Effect.Effect<void, never, Amp> => {
@@ -422,14 +441,15 @@ export const make = (
         if (!(args instanceof MalformedAmpBox)) {
           const result = invoke(responder, args)
           if (Exit.isExit(result) && Exit.isSuccess(result)) {
+            if (ask === undefined) sm?.ok(responder.command.name)
             const bad = ask === undefined ? undefined : sendAnswer(responder.command, ask, result.value)
             if (bad !== undefined) runFork(answerFailure(responder.command, ask, Cause.fail(bad)))
             return
           }
-          return fork(ask, (self) => settle(responder.command, ask, result, self))
+          return fork(responder.command, ask, (self) => settle(responder.command, ask, result, self))
         }
       }
-      fork(ask, (self) => handle(responder, box, ask, self))
+      fork(responder.command, ask, (self) => handle(responder, box, ask, self))
     }
 
     /**
@@ -447,6 +467,7 @@ export const make = (
         const late: Array<Fiber.RuntimeFiber<void, never>> = []
         for (const [, r] of runningTable.entries()) {
           r.abandoned = true
+          sm?.served(r.command.name, r.ask !== undefined ? UNKNOWN_ERROR_CODE : "interrupted")
           if (r.fiber !== undefined) late.push(r.fiber)
           if (r.ask !== undefined) sendError(r.ask, UNKNOWN_ERROR_CODE, `the server shut down before answering (drain deadline of ${millis} ms)`)
         }
@@ -460,8 +481,12 @@ export const make = (
         const result = yield* Effect.exit(Effect.provideService(responder.handle({}), Amp, amp))
         if (ask === undefined) return
         if (Exit.isFailure(result)) return yield* answerFailure(responder.command, ask, result.cause)
-        if (protocol.boundary.isTlsActive()) return sendError(ask, "TLS_ERROR", new OnlyOneTLS({}).message)
+        if (protocol.boundary.isTlsActive()) {
+          sm?.served(responder.command.name, "TLS_ERROR")
+          return sendError(ask, "TLS_ERROR", new OnlyOneTLS({}).message)
+        }
         emit(new BoxBuilder().set("_answer", ask).build())
+        sm?.ok(responder.command.name)
         const upgrade = yield* Effect.either(protocol.boundary.startTls(result.value as StartTlsAnswer))
         if (upgrade._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: upgrade.left.message, cause: upgrade.left }))
         // Nobody waits for the handshake on this side: a failed one also fails the transport's
@@ -478,6 +503,7 @@ export const make = (
         const result = yield* Effect.exit(Effect.provideService(responder.handle(args), Amp, amp))
         if (Exit.isFailure(result)) return yield* answerFailure(command, ask, result.cause)
         if (ask !== undefined) emit(new BoxBuilder().set("_answer", ask).build())
+        sm?.ok(command.name)
         const raw = yield* Effect.either(protocol.boundary.switchTo)
         if (raw._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: raw.left.message, cause: raw.left }))
         switchedFiber.fiber = runFork((result.value as SwitchAnswer)(raw.right))
@@ -508,6 +534,7 @@ export const make = (
       if (responder === undefined) {
         const name = JSON.stringify(bytesToByteString(nameBytes))
         if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${name}`)
+        sm?.unhandled()
         return
       }
       switch (responder.command.kind) {
@@ -533,6 +560,17 @@ export const make = (
     }
 
     // --- outbound calls -------------------------------------------------------------------
+    /** Fails a call that was never sent. */
+    const refuse = (command: Command.Any | undefined, name: string, resume: (e: Effect.Effect<never, CallFailure>) => void, e: CallFailure): void => {
+      cm?.refused(command, name, e)
+      resume(Effect.fail(e))
+    }
+
+    const timedOut = (name: string, millis: number): CallTimeout => {
+      cm?.timedOut(name, millis)
+      return new CallTimeout({ command: name, millis })
+    }
+
     /**
      * Sends the fields `build` makes with a fresh `_ask` and waits for the reply. `atBoundary`
      * and `afterSend` serve StartTLS and switches.
@@ -551,35 +589,40 @@ export const make = (
       const t = timeout ?? defaultTimeout
       // One Effect.async per call: the request is built, sent and correlated without further effects.
       const call = Effect.async<A, CallFailure>((resume) => {
-        if (endReason !== undefined) return resume(Effect.fail(afterEnd()))
+        if (endReason !== undefined) return refuse(command, name, resume, afterEnd())
         if (pending.size >= sweepAt || pending.size >= maxOutstanding) sweep()
-        if (pending.size >= maxOutstanding) return resume(Effect.fail(new TooManyOutstandingCalls({ limit: maxOutstanding })))
+        if (pending.size >= maxOutstanding) return refuse(command, name, resume, new TooManyOutstandingCalls({ limit: maxOutstanding }))
         let fields: BoxBuilder
         try {
           fields = build()
         } catch (e) {
-          return resume(Effect.fail(e as CallFailure))
+          return refuse(command, name, resume, e as CallFailure)
         }
         const tag = ++counter
         // Tags are the call counter in lowercase hex, as Twisted writes them.
         fields.set("_ask", utf8(tag.toString(16)))
         // With a timeout, the call is forgotten precisely (a canceler); without, the sweep finds it.
         const fiber = t === undefined ? Option.getOrUndefined(Fiber.getCurrentFiber()) : undefined
-        const p = new Pending<A>(command, name, resume, decode, fiber)
+        const p = new Pending<A>(command, name, cm === undefined ? resume : cm.track(command, name, resume), decode, fiber)
         if (atBoundary !== undefined) p.atBoundary = atBoundary((exit) => p.resume(exit))
         try {
           protocol.unsafeSendBox(fields.build())
         } catch (e) {
-          return resume(Effect.fail(e as CallFailure))
+          return refuse(command, name, resume, e as CallFailure)
         }
         pending.set(tag, p)
+        cm?.sent()
         afterSend?.()
-        if (t !== undefined) return Effect.sync(() => void pending.take(tag))
+        if (t !== undefined) {
+          return Effect.sync(() => {
+            if (pending.take(tag) !== undefined) cm?.forgot(1)
+          })
+        }
       })
       const sent = protocol.isBlocked() ? Effect.zipRight(protocol.writable, call) : call
       return t === undefined
         ? sent
-        : Effect.timeoutFail(sent, { duration: t, onTimeout: () => new CallTimeout({ command: name, millis: Duration.toMillis(t) }) })
+        : Effect.timeoutFail(sent, { duration: t, onTimeout: () => timedOut(name, Duration.toMillis(t)) })
     }
 
     const fireAndForget = (fields: BoxBuilder): Effect.Effect<void, CallFailure> =>
