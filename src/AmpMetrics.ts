@@ -31,8 +31,10 @@
  * `undefined` per call, read and write). On: the metrics are updated through
  * their registry hooks, without an Effect per update, and each command's
  * hooks are looked up once and cached; a call costs a closure, two clock
- * reads, a counter, a histogram and two gauge updates. Figures in the
- * README's metrics section.
+ * reads, a counter, a histogram and two gauge updates. Measured (shared
+ * 2-core machine, interleaved rounds, medians): off, 1.00x the CPU per call
+ * of the code without metrics; on, 3-9% more CPU per call and 0.92-0.97x the
+ * calls/s on the pipelined and sequential benchmarks.
  *
  * Updates go straight to the hooks, so the fiber's metric labels
  * (`Effect.tagMetrics`) are not added to these metrics.
@@ -96,7 +98,7 @@ export const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effec
  * What a call came to, the `outcome` tag:
  * - `ok`: answered;
  * - an error code the command declares in its `errors` (`ZERO_DIVISION`, say), or
- *   `UNKNOWN` or `UNHANDLED`, AMP's own;
+ *   `UNKNOWN` or `UNHANDLED`, AMP's own (and `TLS_ERROR` for a second StartTLS);
  * - `error`: any other error code from the peer (client side only; not used as a tag
  *   value, so that a peer cannot make the set of tags grow);
  * - `timeout`: the call's timeout passed (client side);
@@ -153,10 +155,12 @@ const bytesSentKey = counterKey("amp_bytes_sent_total", "Bytes of AMP boxes writ
 
 /**
  * `amp_client_calls_total{command, outcome}` (counter, calls): calls made, each
- * counted once with its {@link Outcome}. A call its caller interrupts is counted in
- * no outcome if it had a timeout; without one, the dispatcher does not watch for
- * the interruption (that costs more than the call), and the call is counted when
- * its answer, or the connection's end, comes.
+ * counted once with its {@link Outcome}, including calls refused before sending (the
+ * connection had ended: `connection_lost`). Commands that require no answer are not
+ * counted here (they have no outcome to wait for), only by the server. A call its
+ * caller interrupts is counted in no outcome if it had a timeout; without one, the
+ * dispatcher does not watch for the interruption (that costs more than the call),
+ * and the call is counted when its answer, or the connection's end, comes.
  *
  * @since 0.1.0
  */

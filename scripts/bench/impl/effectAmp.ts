@@ -3,6 +3,9 @@
  * API only: `AmpBox` + `BoxCodec` for the codec workloads; `Command.make`,
  * `Responders`, `NodeAmp.serve`/`connect` and `amp.callRemote` for the calls,
  * driven from fibers as a user would write them. No tracer is installed.
+ *
+ * `AMP_BENCH_METRICS=1` turns `AmpMetrics` on for the servers and clients made
+ * here (to measure what metrics cost); unset, they are off, as by default.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -40,7 +43,7 @@ const codec: CodecAdapter = {
 /** The library's RPC modules and the two benchmark commands, loaded once. */
 const rpc = (() => {
   const load = async () => {
-    const { Argument, Command, Responders } = await import("../../../src/index.js")
+    const { AmpMetrics, Argument, Command, Responders } = await import("../../../src/index.js")
     const { NodeAmp } = await import("../../../src/node/index.js")
     const Sum = Command.make("Sum", {
       arguments: { a: Argument.Integer, b: Argument.Integer },
@@ -48,16 +51,19 @@ const rpc = (() => {
     })
     const Slow = Command.make("Slow", { arguments: { blob: Argument.String }, requiresAnswer: false })
     const Echo = Command.make("Echo", { arguments: { text: Argument.Unicode }, response: { text: Argument.Unicode } })
-    return { Responders, NodeAmp, Sum, Slow, Echo }
+    return { AmpMetrics, Responders, NodeAmp, Sum, Slow, Echo }
   }
   let loaded: ReturnType<typeof load> | undefined
   return () => (loaded ??= load())
 })()
 
-/** Runs a scoped effect; the resource lives until `close`. */
+const metricsOn = process.env["AMP_BENCH_METRICS"] === "1"
+
+/** Runs a scoped effect (with metrics on when asked); the resource lives until `close`. */
 const open = async <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => {
+  const { AmpMetrics } = await rpc()
   const scope = Effect.runSync(Scope.make())
-  const value = await Effect.runPromise(Scope.extend(effect, scope))
+  const value = await Effect.runPromise(Scope.extend(metricsOn ? AmpMetrics.withMetrics(effect) : effect, scope))
   return { value, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
