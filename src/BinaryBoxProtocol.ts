@@ -459,7 +459,8 @@ export const make = (
         finish(reason)
         return switched ? Effect.void : transport.close
       })
-    const close = closeWith(new ConnectionLost({ reason: "closed by us" }))
+    // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
+    const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
