@@ -200,6 +200,12 @@ interface Live {
   fiber: Fiber.RuntimeFiber<void> | undefined
   /** The handler registered for the drain (see `Connection`). */
   drains: boolean
+  /**
+   * What `onDrain` asked to run when the drain starts, with the handler's scope to run it in.
+   * Kept here rather than in a fiber waiting per connection: an idle connection's fiber costs
+   * kilobytes, and the drain walks the live connections anyway.
+   */
+  onDrain: Array<{ readonly effect: Effect.Effect<void>; readonly scope: Scope.Scope }> | undefined
 }
 
 /**
@@ -243,6 +249,8 @@ export const listen = <E, R>(
     const drainStarted = yield* Deferred.make<void>()
     let serving = 0
     let closing = false
+    /** Set in the same step as the drain's snapshot of `live`: later `onDrain`s run at once. */
+    let drainBegun = false
 
     const connectionOf = (entry: Live): Connection => ({
       draining: Effect.suspend(() => {
@@ -252,8 +260,12 @@ export const listen = <E, R>(
       onDrain: (effect) =>
         Effect.suspend(() => {
           entry.drains = true
-          return Effect.forkScoped(Effect.zipRight(Deferred.await(drainStarted), effect))
-        }).pipe(Effect.asVoid),
+          // Registered in the handler's fiber: a drain that starts afterwards finds it in `live`.
+          if (drainBegun) return Effect.asVoid(Effect.forkScoped(effect))
+          return Effect.map(Effect.scope, (scope) => {
+            ;(entry.onDrain ??= []).push({ effect, scope })
+          })
+        }),
       drainTimeout
     })
 
@@ -299,7 +311,7 @@ export const listen = <E, R>(
       socket.on("error", () => undefined)
       if (closing || socket.destroyed) return socket.destroy()
       serving++
-      const entry: Live = { fiber: undefined, drains: false }
+      const entry: Live = { fiber: undefined, drains: false, onDrain: undefined }
       live.add(entry)
       entry.fiber = run(serve(socket, entry))
     }
@@ -323,7 +335,13 @@ export const listen = <E, R>(
       const fibersOf = (drains: boolean) =>
         entries.flatMap((e) => (e.drains === drains && e.fiber !== undefined ? [e.fiber] : []))
       const draining = fibersOf(true)
+      drainBegun = true
       yield* Deferred.succeed(drainStarted, undefined)
+      // Each in its handler's scope, interruptible as a fiber the handler forked would be (this one is a release).
+      for (const e of entries) {
+        for (const d of e.onDrain ?? []) yield* Effect.forkIn(Effect.interruptible(d.effect), d.scope)
+        e.onDrain = undefined
+      }
       yield* Effect.all([
         Fiber.interruptAll(fibersOf(false)),
         // Interruptible: a release runs uninterruptibly, and the timeout must be able to stop the wait.
