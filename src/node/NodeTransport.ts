@@ -795,8 +795,12 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
 
     yield* Effect.addFinalizer(() => close)
 
+    let incoming: Stream.Stream<Uint8Array, ReadError> | undefined
     const transport: Transport = {
-      incoming: inbox.stream(),
+      // Made when first asked for: the box protocol takes chunks, and a Stream costs about a kilobyte per connection.
+      get incoming() {
+        return incoming ??= inbox.stream()
+      },
       takeChunks: inbox.take,
       write,
       writev,
