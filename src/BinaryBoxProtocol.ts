@@ -111,6 +111,13 @@ export interface BinaryBoxProtocol {
    */
   readonly startReceivingBoxes: (receiver: BoxReceiver) => Effect.Effect<void>
   /**
+   * `startReceivingBoxes` in the current fiber: reads and delivers boxes
+   * until no more will come (the receiver has heard why), then returns. For
+   * a server's connection handler, which has nothing else to do meanwhile: a
+   * connection then costs one fiber, not two.
+   */
+  readonly receiveBoxes?: (receiver: BoxReceiver) => Effect.Effect<void>
+  /**
    * The incoming boxes as a `Stream`, for consumers that do not need to act
    * at box boundaries. Mutually exclusive with `startReceivingBoxes`.
    */
@@ -396,7 +403,19 @@ export const make = (
       return transport.close
     }
 
-    const reader = (r: BoxReceiver) =>
+    /**
+     * A receiver's hold, for a reader in its caller's fiber: it gives up once the connection
+     * has ended (not switched: a switch is completed by the hold itself), as a reader fiber of
+     * its own is interrupted when the connection's scope closes. A hold (a drain's, a responder
+     * that never answers) must not keep a dead connection's handler running.
+     */
+    const untilEnd = (hold: Effect.Effect<void>): Effect.Effect<void> =>
+      Effect.raceFirst(
+        hold,
+        Effect.flatMap(Deferred.await(endDeferred), (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
+      )
+
+    const reader = (r: BoxReceiver, inline: boolean) =>
       Effect.gen(function*() {
         const clock = yield* Effect.clock
         // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
@@ -439,7 +458,7 @@ export const make = (
               }
               if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
-              if (hold !== undefined) yield* hold
+              if (hold !== undefined) yield* (inline ? untilEnd(hold) : hold)
               if (switched || endReason !== undefined) return
             }
           }
@@ -458,25 +477,32 @@ export const make = (
         }
       })
 
+    /** Takes `r` as the receiver: the reader to run, or undefined when the connection has ended already. */
+    const begin = (r: BoxReceiver, inline: boolean): Effect.Effect<void> | undefined => {
+      receiver = r
+      if (endReason !== undefined) {
+        r.stopReceivingBoxes(endReason)
+        return undefined
+      }
+      return Effect.catchAllCause(reader(r, inline), (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.void
+          : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause }))))
+    }
+    const alreadyReceiving = () => Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
+
     const startReceivingBoxes = (r: BoxReceiver): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (receiver !== undefined) return Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
-        receiver = r
-        if (endReason !== undefined) {
-          r.stopReceivingBoxes(endReason)
-          return Effect.void
-        }
-        return reader(r).pipe(
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Effect.void
-              : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause })))
-          ),
-          Effect.forkIn(scope),
-          Effect.tap((f) => Effect.sync(() => (readerFiber = f))),
-          Effect.asVoid
-        )
+        if (receiver !== undefined) return alreadyReceiving()
+        const run = begin(r, false)
+        if (run === undefined) return Effect.void
+        return Effect.map(Effect.forkIn(run, scope), (f) => {
+          readerFiber = f
+        })
       })
+
+    const receiveBoxes = (r: BoxReceiver): Effect.Effect<void> =>
+      Effect.suspend(() => (receiver !== undefined ? alreadyReceiving() : begin(r, true) ?? Effect.void))
 
     const boxBuffer = options?.boxBuffer ?? 1024
     const boxes: Stream.Stream<AmpBox, End> = Effect.gen(function*() {
@@ -551,6 +577,7 @@ export const make = (
       isBlocked,
       writable,
       startReceivingBoxes,
+      receiveBoxes,
       boxes,
       ended: Deferred.await(endDeferred),
       close,

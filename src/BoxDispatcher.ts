@@ -49,7 +49,7 @@ import {
 } from "./AmpError.js"
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
 import * as AmpMetrics from "./AmpMetrics.js"
-import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
+import { BinaryBoxProtocol, type BoxReceiver } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
@@ -164,6 +164,32 @@ export const make = (
   responders: Responders,
   options?: Options
 ): Effect.Effect<Amp, never, Scope.Scope> =>
+  Effect.flatMap(build(protocol, responders, options), ({ amp, receiver }) =>
+    Effect.as(protocol.startReceivingBoxes(receiver), amp))
+
+/**
+ * {@link make} for a caller with nothing else to do while the connection
+ * lives (a server's connection handler): `receive` reads and dispatches the
+ * boxes in the caller's fiber and returns once the connection has ended (or
+ * switched), instead of a reader fiber of its own. Run it once, right away.
+ *
+ * @since 0.1.0
+ */
+export const makeReceiving = (
+  protocol: BinaryBoxProtocol,
+  responders: Responders,
+  options?: Options
+): Effect.Effect<{ readonly amp: Amp; readonly receive: Effect.Effect<void> }, never, Scope.Scope> =>
+  Effect.map(build(protocol, responders, options), ({ amp, receiver }) => ({
+    amp,
+    receive: protocol.receiveBoxes !== undefined ? protocol.receiveBoxes(receiver) : Effect.zipRight(protocol.startReceivingBoxes(receiver), Effect.asVoid(amp.ended))
+  }))
+
+const build = (
+  protocol: BinaryBoxProtocol,
+  responders: Responders,
+  options?: Options
+): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
@@ -729,8 +755,8 @@ export const make = (
     }
 
     runFork = yield* Effect.provideService(FiberSet.makeRuntime<Amp, void, never>(), Amp, amp)
-    yield* protocol.startReceivingBoxes({ ampBoxReceived, stopReceivingBoxes })
-    return amp
+    const receiver: BoxReceiver = { ampBoxReceived, stopReceivingBoxes }
+    return { amp, receiver }
   })
 
 /**

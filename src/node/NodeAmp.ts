@@ -76,11 +76,15 @@ export const serve = <E = never, R = never>(
           // Registered before the dispatcher exists, so no drain can start between the two unseen.
           const built = yield* Deferred.make<Amp>()
           yield* connection.onDrain(Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout)))
-          const amp = yield* over(transport, options).pipe(Effect.provideService(Responders.Responders, responders))
+          const { amp, receive } = yield* AmpConnection.overReceiving(transport, options).pipe(
+            Effect.provideService(Responders.Responders, responders)
+          )
           yield* Deferred.succeed(built, amp)
           const hook = options?.onConnection
             ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
             : undefined
+          // The boxes are read here, in the handler's fiber: a connection costs one fiber.
+          yield* receive
           yield* amp.done
           // A short grace so a hook that watches `amp.ended` (to log it, say) sees the end.
           if (hook) yield* Effect.timeoutOption(Fiber.await(hook), "1 second")
