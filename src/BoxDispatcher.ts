@@ -24,9 +24,9 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
@@ -754,7 +754,29 @@ const build = (
       protocol
     }
 
-    runFork = yield* Effect.provideService(FiberSet.makeRuntime<Amp, void, never>(), Amp, amp)
+    // Responders' fibers, interrupted when the scope closes: FiberSet.makeRuntime's work, with the
+    // set made at the first fiber (a connection whose answers all take the fast path never needs one).
+    const runtime = yield* Effect.provideService(Effect.runtime<Amp>(), Amp, amp)
+    let forkWith: ((effect: Effect.Effect<void, never, Amp>) => Fiber.RuntimeFiber<void, never>) | undefined
+    let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
+    let forkedClosed = false
+    runFork = (effect) => {
+      const fiber = (forkWith ??= Runtime.runFork(runtime))(effect)
+      if (forkedClosed) {
+        fiber.unsafeInterruptAsFork(FiberId.none)
+        return fiber
+      }
+      const set = (forked ??= new Set())
+      set.add(fiber)
+      fiber.addObserver(() => set.delete(fiber))
+      return fiber
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        forkedClosed = true
+        return forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(forked))
+      })
+    )
     const receiver: BoxReceiver = { ampBoxReceived, stopReceivingBoxes }
     return { amp, receiver }
   })
