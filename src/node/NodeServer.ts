@@ -243,6 +243,8 @@ export const listen = <E, R>(
     if (address._tag === "unix") yield* clearStaleSocket(address.path)
     const fibers = yield* FiberSet.make<void, never>()
     const run = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
+    /** `run` with the bound address in the log annotations, once known. */
+    let runServing: typeof run | undefined
     /** Every accepted socket (for TLS, the raw one, handshake or not): closing the server destroys what is left. */
     const sockets = new Set<net.Socket>()
     const live = new Set<Live>()
@@ -289,7 +291,8 @@ export const listen = <E, R>(
           live.delete(entry)
           if (!socket.destroyed) socket.destroy()
         })),
-        Effect.annotateLogs({ server: where })
+        // Once bound, `runServing` carries the annotation: no per-connection FiberRef frame.
+        (effect) => runServing === undefined ? Effect.annotateLogs(effect, { server: where }) : effect
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
 
     const track = (raw: net.Socket) => {
@@ -313,7 +316,7 @@ export const listen = <E, R>(
       serving++
       const entry: Live = { fiber: undefined, drains: false, onDrain: undefined }
       live.add(entry)
-      entry.fiber = run(serve(socket, entry))
+      entry.fiber = (runServing ?? run)(serve(socket, entry))
     }
 
     const server: net.Server = address._tag === "tls"
@@ -396,6 +399,7 @@ export const listen = <E, R>(
       return { _tag: address._tag, host: a.address, port: a.port }
     })()
     where = format(bound)
+    runServing = yield* Effect.annotateLogs(FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>(), { server: where })
     return {
       address: bound,
       addressText: format(bound),
