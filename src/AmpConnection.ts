@@ -47,10 +47,13 @@ export const over = (transport: Transport, options?: Options): Effect.Effect<Amp
  */
 export const overReceiving = (
   transport: Transport,
-  options?: Options
+  options?: Options,
+  /** The responders; by default the `Responders` in context, if any. */
+  responders?: Responders.Responders
 ): Effect.Effect<{ readonly amp: Amp; readonly receive: Effect.Effect<void> }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const protocol = yield* BinaryBoxProtocol.make(transport, options?.protocol)
-    const responders = Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
-    return yield* BoxDispatcher.makeReceiving(protocol, responders, options?.dispatcher)
+    const answering = responders ??
+      Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
+    return yield* BoxDispatcher.makeReceiving(protocol, answering, options?.dispatcher)
   })

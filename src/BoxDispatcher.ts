@@ -756,12 +756,13 @@ const build = (
 
     // Responders' fibers, interrupted when the scope closes: FiberSet.makeRuntime's work, with the
     // set made at the first fiber (a connection whose answers all take the fast path never needs one).
-    const runtime = yield* Effect.provideService(Effect.runtime<Amp>(), Amp, amp)
-    let forkWith: ((effect: Effect.Effect<void, never, Amp>) => Fiber.RuntimeFiber<void, never>) | undefined
+    // The caller's own runtime (no copy of its fiber refs made for this connection); `Amp` is given per fork.
+    const runtime = yield* Effect.runtime<never>()
+    let forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
     let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
     let forkedClosed = false
     runFork = (effect) => {
-      const fiber = (forkWith ??= Runtime.runFork(runtime))(effect)
+      const fiber = (forkWith ??= Runtime.runFork(runtime))(Effect.provideService(effect, Amp, amp))
       if (forkedClosed) {
         fiber.unsafeInterruptAsFork(FiberId.none)
         return fiber

@@ -76,9 +76,8 @@ export const serve = <E = never, R = never>(
           // Registered before the dispatcher exists, so no drain can start between the two unseen.
           const built = yield* Deferred.make<Amp>()
           yield* connection.onDrain(Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout)))
-          const { amp, receive } = yield* AmpConnection.overReceiving(transport, options).pipe(
-            Effect.provideService(Responders.Responders, responders)
-          )
+          // The responders as an argument: providing them would copy the fiber's refs for each connection.
+          const { amp, receive } = yield* AmpConnection.overReceiving(transport, options, responders)
           yield* Deferred.succeed(built, amp)
           const hook = options?.onConnection
             ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
