@@ -560,7 +560,9 @@ export const make = (
     // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
     const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
 
-    yield* Effect.addFinalizer(() =>
+    // On the scope itself (Effect.addFinalizer would keep this fiber's refs for it, per connection).
+    yield* Scope.addFinalizer(
+      scope,
       Effect.gen(function*() {
         if (!switched) {
           flush()

@@ -27,7 +27,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
   BadLocalReturn,
@@ -772,7 +772,8 @@ const build = (
       fiber.addObserver(() => set.delete(fiber))
       return fiber
     }
-    yield* Effect.addFinalizer(() =>
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
       Effect.suspend(() => {
         forkedClosed = true
         return forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(forked))
