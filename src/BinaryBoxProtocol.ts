@@ -505,7 +505,7 @@ export const make = (
       Effect.suspend(() => (receiver !== undefined ? alreadyReceiving() : begin(r, true) ?? Effect.void))
 
     const boxBuffer = options?.boxBuffer ?? 1024
-    const boxes: Stream.Stream<AmpBox, End> = Effect.gen(function*() {
+    const makeBoxes = (): Stream.Stream<AmpBox, End> => Effect.gen(function*() {
       const mailbox = yield* Mailbox.make<AmpBox, End>({ capacity: boxBuffer })
       yield* startReceivingBoxes({
         ampBoxReceived: (box) => (mailbox.unsafeOffer(box) ? undefined : Effect.asVoid(mailbox.offer(box))),
@@ -515,6 +515,8 @@ export const make = (
       })
       return Mailbox.toStream(mailbox)
     }).pipe(Stream.unwrap)
+
+    let boxes: Stream.Stream<AmpBox, End> | undefined
 
     // --- boundaries ----------------------------------------------------------
     const boundary: Boundary = {
@@ -580,7 +582,10 @@ export const make = (
       writable,
       startReceivingBoxes,
       receiveBoxes,
-      boxes,
+      // Made when first asked for: the dispatcher receives boxes itself, and a Stream costs per connection.
+      get boxes() {
+        return boxes ??= makeBoxes()
+      },
       ended: Deferred.await(endDeferred),
       close,
       closeWith,
