@@ -36,3 +36,24 @@ export const over = (transport: Transport, options?: Options): Effect.Effect<Amp
     const responders = Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
     return yield* BoxDispatcher.make(protocol, responders, options?.dispatcher)
   })
+
+/**
+ * {@link over} for a caller with nothing else to do while the connection
+ * lives (a server's connection handler): `receive` reads and dispatches the
+ * peer's boxes in the caller's fiber, and returns once the connection has
+ * ended (or switched); no reader fiber of its own. Run it once, right away.
+ *
+ * @since 0.1.0
+ */
+export const overReceiving = (
+  transport: Transport,
+  options?: Options,
+  /** The responders; by default the `Responders` in context, if any. */
+  responders?: Responders.Responders
+): Effect.Effect<{ readonly amp: Amp; readonly receive: Effect.Effect<void> }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const protocol = yield* BinaryBoxProtocol.make(transport, options?.protocol)
+    const answering = responders ??
+      Option.getOrElse(yield* Effect.serviceOption(Responders.Responders), () => Responders.make())
+    return yield* BoxDispatcher.makeReceiving(protocol, answering, options?.dispatcher)
+  })

@@ -111,6 +111,13 @@ export interface BinaryBoxProtocol {
    */
   readonly startReceivingBoxes: (receiver: BoxReceiver) => Effect.Effect<void>
   /**
+   * `startReceivingBoxes` in the current fiber: reads and delivers boxes
+   * until no more will come (the receiver has heard why), then returns. For
+   * a server's connection handler, which has nothing else to do meanwhile: a
+   * connection then costs one fiber, not two.
+   */
+  readonly receiveBoxes?: (receiver: BoxReceiver) => Effect.Effect<void>
+  /**
    * The incoming boxes as a `Stream`, for consumers that do not need to act
    * at box boundaries. Mutually exclusive with `startReceivingBoxes`.
    */
@@ -168,6 +175,82 @@ const schedule: (f: () => void) => void = typeof setImmediate === "function"
 
 type End = ConnectionEnded | ProtocolSwitched
 type ReadError = ConnectionLost | TlsError | PeerVerifyError
+
+/** A connection holding a partial box, as a {@link Sweeper} sees it. */
+interface Watched {
+  /** When its unfinished box began (clock millis); undefined once there is none. */
+  readonly since: () => number | undefined
+  /** The box has been held too long: ends the connection; the Effect closes the transport. */
+  readonly expire: () => Effect.Effect<void>
+}
+
+/**
+ * Ends connections whose partial box has outlived `millis`: one fiber for
+ * every connection on a clock with that timeout, alive only while some
+ * connection holds a partial box (a fiber per connection costs kilobytes,
+ * and a timer per read would cost a timer per read: large values straddle
+ * nearly every one). It sleeps on the connections' own clock, so a
+ * `TestClock` drives it. Deadlines on one clock and one timeout only grow
+ * with time, so a connection added while it sleeps is never due before it wakes.
+ */
+class Sweeper {
+  private readonly watched = new Set<Watched>()
+  private running = false
+
+  constructor(private readonly clock: Clock.Clock, private readonly millis: number) {}
+
+  /** Watches `w`; true when the caller must fork {@link sweep} (none runs). */
+  add(w: Watched): boolean {
+    this.watched.add(w)
+    if (this.running) return false
+    this.running = true
+    return true
+  }
+
+  remove(w: Watched): void {
+    this.watched.delete(w)
+  }
+
+  /** Ends the connections due; the millis until the next is due, or -1 (and not running) when none is left. */
+  private step(): { readonly wait: number; readonly closes: Array<Effect.Effect<void>> } {
+    const now = this.clock.unsafeCurrentTimeMillis()
+    let next = Infinity
+    const closes: Array<Effect.Effect<void>> = []
+    for (const w of this.watched) {
+      const since = w.since()
+      if (since === undefined) {
+        this.watched.delete(w)
+      } else if (since + this.millis <= now) {
+        this.watched.delete(w)
+        closes.push(w.expire())
+      } else if (since + this.millis < next) {
+        next = since + this.millis
+      }
+    }
+    if (next === Infinity) this.running = false
+    return { wait: next === Infinity ? -1 : next - now, closes }
+  }
+
+  readonly sweep: Effect.Effect<void> = Effect.gen(this, function*() {
+    for (;;) {
+      const { closes, wait } = this.step()
+      // Closing waits for the peer (up to the transport's close timeout): not in the sweeper's way.
+      if (closes.length > 0) yield* Effect.forkDaemon(Effect.all(closes, { concurrency: "unbounded", discard: true }))
+      if (wait < 0) return
+      yield* this.clock.sleep(Duration.millis(wait))
+    }
+  }).pipe(Effect.onInterrupt(() => Effect.sync(() => (this.running = false))))
+}
+
+/** The sweepers, by clock and timeout. */
+const sweepers = new WeakMap<Clock.Clock, Map<number, Sweeper>>()
+const sweeperFor = (clock: Clock.Clock, millis: number): Sweeper => {
+  let byMillis = sweepers.get(clock)
+  if (byMillis === undefined) sweepers.set(clock, byMillis = new Map())
+  let sweeper = byMillis.get(millis)
+  if (sweeper === undefined) byMillis.set(millis, sweeper = new Sweeper(clock, millis))
+  return sweeper
+}
 
 /**
  * A box protocol over `transport`. Closing `scope`'s owner closes the
@@ -284,6 +367,7 @@ export const make = (
     const finish = (reason: End): void => {
       if (endReason !== undefined) return
       endReason = reason
+      sweeper?.remove(watched)
       metrics?.closed()
       Deferred.unsafeDone(endDeferred, Exit.succeed(reason))
       receiver?.stopReceivingBoxes(reason)
@@ -295,30 +379,21 @@ export const make = (
     const partialBoxMillis = Duration.toMillis(options?.partialBoxTimeout ?? Duration.seconds(60))
     /** When the unfinished box in the decoder began (clock millis), or undefined at a box boundary. */
     let partialSince: number | undefined
-    let watchdogRunning = false
-
+    /** Who ends this connection once its partial box is too old; made at the first partial box. */
+    let sweeper: Sweeper | undefined
     /**
-     * Ends a connection whose partial box has outlived `partialBoxMillis`. One sleeping fiber
-     * per connection, started when a partial box appears and gone once none is left: the
-     * reader only stamps `partialSince`, so a read costs no timer (large values straddle
-     * nearly every read).
+     * The reader only stamps `partialSince` and joins the sweeper of its clock, so that a read
+     * costs no timer (large values straddle nearly every read) and an idle connection no fiber.
      */
-    const watchdog = (clock: Clock.Clock): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        for (;;) {
-          const since = partialSince
-          if (since === undefined || endReason !== undefined) break
-          const left = since + partialBoxMillis - clock.unsafeCurrentTimeMillis()
-          if (left <= 0) {
-            const reason = new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset })
-            flush()
-            finish(reason)
-            yield* transport.close
-            break
-          }
-          yield* Effect.sleep(left)
-        }
-      }).pipe(Effect.ensuring(Effect.sync(() => (watchdogRunning = false))))
+    const watched: Watched = {
+      since: () => (endReason === undefined ? partialSince : undefined),
+      expire: () => {
+        const reason = new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset })
+        flush()
+        finish(reason)
+        return transport.close
+      }
+    }
 
     /** The decoder's refusal ends the connection, after everything already sent. */
     const refuse = (e: unknown): Effect.Effect<void> => {
@@ -328,7 +403,19 @@ export const make = (
       return transport.close
     }
 
-    const reader = (r: BoxReceiver) =>
+    /**
+     * A receiver's hold, for a reader in its caller's fiber: it gives up once the connection
+     * has ended (not switched: a switch is completed by the hold itself), as a reader fiber of
+     * its own is interrupted when the connection's scope closes. A hold (a drain's, a responder
+     * that never answers) must not keep a dead connection's handler running.
+     */
+    const untilEnd = (hold: Effect.Effect<void>): Effect.Effect<void> =>
+      Effect.raceFirst(
+        hold,
+        Effect.flatMap(Deferred.await(endDeferred), (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
+      )
+
+    const reader = (r: BoxReceiver, inline: boolean) =>
       Effect.gen(function*() {
         const clock = yield* Effect.clock
         // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
@@ -371,43 +458,54 @@ export const make = (
               }
               if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
-              if (hold !== undefined) yield* hold
+              if (hold !== undefined) yield* (inline ? untilEnd(hold) : hold)
               if (switched || endReason !== undefined) return
             }
           }
-          if (!decoder.midBox) partialSince = undefined
-          else if (completed || partialSince === undefined) {
+          if (!decoder.midBox) {
+            if (partialSince !== undefined) {
+              partialSince = undefined
+              sweeper?.remove(watched)
+            }
+          } else if (completed || partialSince === undefined) {
             partialSince = clock.unsafeCurrentTimeMillis()
-            if (!watchdogRunning && partialBoxMillis !== Infinity) {
-              watchdogRunning = true
-              yield* Effect.forkIn(watchdog(clock), scope)
+            if (partialBoxMillis !== Infinity) {
+              sweeper ??= sweeperFor(clock, partialBoxMillis)
+              if (sweeper.add(watched)) yield* Effect.forkDaemon(sweeper.sweep)
             }
           }
         }
       })
 
+    /** Takes `r` as the receiver: the reader to run, or undefined when the connection has ended already. */
+    const begin = (r: BoxReceiver, inline: boolean): Effect.Effect<void> | undefined => {
+      receiver = r
+      if (endReason !== undefined) {
+        r.stopReceivingBoxes(endReason)
+        return undefined
+      }
+      return Effect.catchAllCause(reader(r, inline), (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.void
+          : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause }))))
+    }
+    const alreadyReceiving = () => Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
+
     const startReceivingBoxes = (r: BoxReceiver): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (receiver !== undefined) return Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
-        receiver = r
-        if (endReason !== undefined) {
-          r.stopReceivingBoxes(endReason)
-          return Effect.void
-        }
-        return reader(r).pipe(
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Effect.void
-              : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause })))
-          ),
-          Effect.forkIn(scope),
-          Effect.tap((f) => Effect.sync(() => (readerFiber = f))),
-          Effect.asVoid
-        )
+        if (receiver !== undefined) return alreadyReceiving()
+        const run = begin(r, false)
+        if (run === undefined) return Effect.void
+        return Effect.map(Effect.forkIn(run, scope), (f) => {
+          readerFiber = f
+        })
       })
 
+    const receiveBoxes = (r: BoxReceiver): Effect.Effect<void> =>
+      Effect.suspend(() => (receiver !== undefined ? alreadyReceiving() : begin(r, true) ?? Effect.void))
+
     const boxBuffer = options?.boxBuffer ?? 1024
-    const boxes: Stream.Stream<AmpBox, End> = Effect.gen(function*() {
+    const makeBoxes = (): Stream.Stream<AmpBox, End> => Effect.gen(function*() {
       const mailbox = yield* Mailbox.make<AmpBox, End>({ capacity: boxBuffer })
       yield* startReceivingBoxes({
         ampBoxReceived: (box) => (mailbox.unsafeOffer(box) ? undefined : Effect.asVoid(mailbox.offer(box))),
@@ -417,6 +515,8 @@ export const make = (
       })
       return Mailbox.toStream(mailbox)
     }).pipe(Stream.unwrap)
+
+    let boxes: Stream.Stream<AmpBox, End> | undefined
 
     // --- boundaries ----------------------------------------------------------
     const boundary: Boundary = {
@@ -459,9 +559,12 @@ export const make = (
         finish(reason)
         return switched ? Effect.void : transport.close
       })
-    const close = closeWith(new ConnectionLost({ reason: "closed by us" }))
+    // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
+    const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
 
-    yield* Effect.addFinalizer(() =>
+    // On the scope itself (Effect.addFinalizer would keep this fiber's refs for it, per connection).
+    yield* Scope.addFinalizer(
+      scope,
       Effect.gen(function*() {
         if (!switched) {
           flush()
@@ -478,7 +581,11 @@ export const make = (
       isBlocked,
       writable,
       startReceivingBoxes,
-      boxes,
+      receiveBoxes,
+      // Made when first asked for: the dispatcher receives boxes itself, and a Stream costs per connection.
+      get boxes() {
+        return boxes ??= makeBoxes()
+      },
       ended: Deferred.await(endDeferred),
       close,
       closeWith,

@@ -24,10 +24,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
   BadLocalReturn,
@@ -49,7 +49,7 @@ import {
 } from "./AmpError.js"
 import { Amp, type CallFailure, type CallOptions } from "./Amp.js"
 import * as AmpMetrics from "./AmpMetrics.js"
-import { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
+import { BinaryBoxProtocol, type BoxReceiver } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
@@ -164,6 +164,32 @@ export const make = (
   responders: Responders,
   options?: Options
 ): Effect.Effect<Amp, never, Scope.Scope> =>
+  Effect.flatMap(build(protocol, responders, options), ({ amp, receiver }) =>
+    Effect.as(protocol.startReceivingBoxes(receiver), amp))
+
+/**
+ * {@link make} for a caller with nothing else to do while the connection
+ * lives (a server's connection handler): `receive` reads and dispatches the
+ * boxes in the caller's fiber and returns once the connection has ended (or
+ * switched), instead of a reader fiber of its own. Run it once, right away.
+ *
+ * @since 0.1.0
+ */
+export const makeReceiving = (
+  protocol: BinaryBoxProtocol,
+  responders: Responders,
+  options?: Options
+): Effect.Effect<{ readonly amp: Amp; readonly receive: Effect.Effect<void> }, never, Scope.Scope> =>
+  Effect.map(build(protocol, responders, options), ({ amp, receiver }) => ({
+    amp,
+    receive: protocol.receiveBoxes !== undefined ? protocol.receiveBoxes(receiver) : Effect.zipRight(protocol.startReceivingBoxes(receiver), Effect.asVoid(amp.ended))
+  }))
+
+const build = (
+  protocol: BinaryBoxProtocol,
+  responders: Responders,
+  options?: Options
+): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
@@ -728,9 +754,33 @@ export const make = (
       protocol
     }
 
-    runFork = yield* Effect.provideService(FiberSet.makeRuntime<Amp, void, never>(), Amp, amp)
-    yield* protocol.startReceivingBoxes({ ampBoxReceived, stopReceivingBoxes })
-    return amp
+    // Responders' fibers, interrupted when the scope closes: FiberSet.makeRuntime's work, with the
+    // set made at the first fiber (a connection whose answers all take the fast path never needs one).
+    // The caller's own runtime (no copy of its fiber refs made for this connection); `Amp` is given per fork.
+    const runtime = yield* Effect.runtime<never>()
+    let forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
+    let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
+    let forkedClosed = false
+    runFork = (effect) => {
+      const fiber = (forkWith ??= Runtime.runFork(runtime))(Effect.provideService(effect, Amp, amp))
+      if (forkedClosed) {
+        fiber.unsafeInterruptAsFork(FiberId.none)
+        return fiber
+      }
+      const set = (forked ??= new Set())
+      set.add(fiber)
+      fiber.addObserver(() => set.delete(fiber))
+      return fiber
+    }
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        forkedClosed = true
+        return forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(forked))
+      })
+    )
+    const receiver: BoxReceiver = { ampBoxReceived, stopReceivingBoxes }
+    return { amp, receiver }
   })
 
 /**

@@ -6,7 +6,9 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
@@ -71,19 +73,26 @@ export const serve = <E = never, R = never>(
     const responders = yield* Responders.Responders
     return yield* NodeServer.listen(
       address,
+      // A chain of effects rather than Effect.gen: a generator alive per connection costs its own prototype and shape.
       (transport, connection) =>
-        Effect.gen(function*() {
+        Effect.suspend(() => {
           // Registered before the dispatcher exists, so no drain can start between the two unseen.
-          const built = yield* Deferred.make<Amp>()
-          yield* connection.onDrain(Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout)))
-          const amp = yield* over(transport, options).pipe(Effect.provideService(Responders.Responders, responders))
-          yield* Deferred.succeed(built, amp)
-          const hook = options?.onConnection
-            ? yield* Effect.forkScoped(Effect.ignoreLogged(options.onConnection(amp)))
-            : undefined
-          yield* amp.done
-          // A short grace so a hook that watches `amp.ended` (to log it, say) sees the end.
-          if (hook) yield* Effect.timeoutOption(Fiber.await(hook), "1 second")
+          const built = Deferred.unsafeMake<Amp>(FiberId.none)
+          const drain = Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout))
+          return Effect.zipRight(
+            connection.onDrain(drain),
+            // The responders as an argument: providing them would copy the fiber's refs for each connection.
+            Effect.flatMap(AmpConnection.overReceiving(transport, options, responders), ({ amp, receive }) => {
+              Deferred.unsafeDone(built, Exit.succeed(amp))
+              // The boxes are read here, in the handler's fiber: a connection costs one fiber.
+              const serving = Effect.zipRight(receive, amp.done)
+              const onConnection = options?.onConnection
+              if (onConnection === undefined) return serving
+              return Effect.flatMap(Effect.forkScoped(Effect.ignoreLogged(onConnection(amp))), (hook) =>
+                // A short grace so a hook that watches `amp.ended` (to log it, say) sees the end.
+                Effect.zipRight(serving, Effect.timeoutOption(Fiber.await(hook), "1 second")))
+            })
+          )
         }),
       options
     )

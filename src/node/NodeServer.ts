@@ -200,6 +200,12 @@ interface Live {
   fiber: Fiber.RuntimeFiber<void> | undefined
   /** The handler registered for the drain (see `Connection`). */
   drains: boolean
+  /**
+   * What `onDrain` asked to run when the drain starts, with the handler's scope to run it in.
+   * Kept here rather than in a fiber waiting per connection: an idle connection's fiber costs
+   * kilobytes, and the drain walks the live connections anyway.
+   */
+  onDrain: Array<{ readonly effect: Effect.Effect<void>; readonly scope: Scope.Scope }> | undefined
 }
 
 /**
@@ -237,12 +243,16 @@ export const listen = <E, R>(
     if (address._tag === "unix") yield* clearStaleSocket(address.path)
     const fibers = yield* FiberSet.make<void, never>()
     const run = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
+    /** `run` with the bound address in the log annotations, once known. */
+    let runServing: typeof run | undefined
     /** Every accepted socket (for TLS, the raw one, handshake or not): closing the server destroys what is left. */
     const sockets = new Set<net.Socket>()
     const live = new Set<Live>()
     const drainStarted = yield* Deferred.make<void>()
     let serving = 0
     let closing = false
+    /** Set in the same step as the drain's snapshot of `live`: later `onDrain`s run at once. */
+    let drainBegun = false
 
     const connectionOf = (entry: Live): Connection => ({
       draining: Effect.suspend(() => {
@@ -252,8 +262,12 @@ export const listen = <E, R>(
       onDrain: (effect) =>
         Effect.suspend(() => {
           entry.drains = true
-          return Effect.forkScoped(Effect.zipRight(Deferred.await(drainStarted), effect))
-        }).pipe(Effect.asVoid),
+          // Registered in the handler's fiber: a drain that starts afterwards finds it in `live`.
+          if (drainBegun) return Effect.asVoid(Effect.forkScoped(effect))
+          return Effect.map(Effect.scope, (scope) => {
+            ;(entry.onDrain ??= []).push({ effect, scope })
+          })
+        }),
       drainTimeout
     })
 
@@ -277,7 +291,8 @@ export const listen = <E, R>(
           live.delete(entry)
           if (!socket.destroyed) socket.destroy()
         })),
-        Effect.annotateLogs({ server: where })
+        // Once bound, `runServing` carries the annotation: no per-connection FiberRef frame.
+        (effect) => runServing === undefined ? Effect.annotateLogs(effect, { server: where }) : effect
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
 
     const track = (raw: net.Socket) => {
@@ -299,9 +314,9 @@ export const listen = <E, R>(
       socket.on("error", () => undefined)
       if (closing || socket.destroyed) return socket.destroy()
       serving++
-      const entry: Live = { fiber: undefined, drains: false }
+      const entry: Live = { fiber: undefined, drains: false, onDrain: undefined }
       live.add(entry)
-      entry.fiber = run(serve(socket, entry))
+      entry.fiber = (runServing ?? run)(serve(socket, entry))
     }
 
     const server: net.Server = address._tag === "tls"
@@ -323,7 +338,13 @@ export const listen = <E, R>(
       const fibersOf = (drains: boolean) =>
         entries.flatMap((e) => (e.drains === drains && e.fiber !== undefined ? [e.fiber] : []))
       const draining = fibersOf(true)
+      drainBegun = true
       yield* Deferred.succeed(drainStarted, undefined)
+      // Each in its handler's scope, interruptible as a fiber the handler forked would be (this one is a release).
+      for (const e of entries) {
+        for (const d of e.onDrain ?? []) yield* Effect.forkIn(Effect.interruptible(d.effect), d.scope)
+        e.onDrain = undefined
+      }
       yield* Effect.all([
         Fiber.interruptAll(fibersOf(false)),
         // Interruptible: a release runs uninterruptibly, and the timeout must be able to stop the wait.
@@ -378,6 +399,7 @@ export const listen = <E, R>(
       return { _tag: address._tag, host: a.address, port: a.port }
     })()
     where = format(bound)
+    runServing = yield* Effect.annotateLogs(FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>(), { server: where })
     return {
       address: bound,
       addressText: format(bound),

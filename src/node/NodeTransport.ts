@@ -28,7 +28,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ConnectionLost, OnlyOneTLS, PeerVerifyError, TlsError, TransportUnsupported } from "../AmpError.js"
 import type {
@@ -793,10 +793,15 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       ...(session !== undefined ? { tls: session } : {})
     })
 
-    yield* Effect.addFinalizer(() => close)
+    // Scope.addFinalizer, not Effect.addFinalizer: closing needs none of this fiber's refs, and keeping them costs per connection.
+    yield* Scope.addFinalizer(yield* Effect.scope, close)
 
+    let incoming: Stream.Stream<Uint8Array, ReadError> | undefined
     const transport: Transport = {
-      incoming: inbox.stream(),
+      // Made when first asked for: the box protocol takes chunks, and a Stream costs about a kilobyte per connection.
+      get incoming() {
+        return incoming ??= inbox.stream()
+      },
       takeChunks: inbox.take,
       write,
       writev,
