@@ -6,31 +6,16 @@ beside effect-amp. Run it with /usr/bin/python3.
   twisted_demo.py          prints "listening on tcp:127.0.0.1:PORT" (as `effect-amp serve`
                            does), serves until killed; Twisted's log goes to stderr
 """
+import os
 import sys
 
 from twisted.internet import protocol, reactor
 from twisted.protocols import amp
 from twisted.python import log
 
-
-class ZeroDivision(Exception):
-    pass
-
-
-class Sum(amp.Command):
-    arguments = [(b"a", amp.Integer()), (b"b", amp.Integer())]
-    response = [(b"total", amp.Integer())]
-
-
-class Divide(amp.Command):
-    arguments = [(b"numerator", amp.Integer()), (b"denominator", amp.Integer())]
-    response = [(b"result", amp.Float())]
-    errors = {ZeroDivision: b"ZERO_DIVISION"}
-
-
-class Echo(amp.Command):
-    arguments = [(b"text", amp.Unicode())]
-    response = [(b"text", amp.Unicode())]
+# The demo commands, as the interop peer defines them (one definition for both).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop", "peers"))
+from amp_peer import Divide, Echo, Sum, ZeroDivision  # noqa: E402
 
 
 class Demo(amp.AMP):
