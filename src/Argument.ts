@@ -33,6 +33,7 @@ import * as Schema from "effect/Schema"
 import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
+import { concatBytes } from "./internal/bytes.js"
 
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
@@ -1064,15 +1065,7 @@ const big = <A>(inner: Argument<A>, typeName: string): Argument<A> => {
       if (part === undefined) break
       parts.push(part)
     }
-    let size = 0
-    for (const p of parts) size += p.length
-    const out = new Uint8Array(size)
-    let at = 0
-    for (const p of parts) {
-      out.set(p, at)
-      at += p.length
-    }
-    return out
+    return concatBytes(parts)
   }
   return make({
     typeName,

@@ -25,6 +25,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { AmpBox, unsafeFromSpans } from "./AmpBox.js"
+import { allocUnsafe, concatBytes } from "./internal/bytes.js"
 import {
   BoxTooLarge,
   type DecodeError,
@@ -68,24 +69,6 @@ const enum State {
 }
 
 const expecting = ["key length", "key", "value length", "value"] as const
-
-const allocUnsafe: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
-  ? (n) => globalThis.Buffer.allocUnsafe(n)
-  : (n) => new Uint8Array(n)
-
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 0) return EMPTY
-  if (parts.length === 1) return parts[0]!
-  let n = 0
-  for (const p of parts) n += p.length
-  const out = allocUnsafe(n)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
 
 /**
  * The same string, internalized: V8 then compares it with a literal such as
@@ -572,7 +555,7 @@ export class BoxDecoder {
     const from = this.inBox ? this.boxPos : this.pos
     if (from < this.buf.length) parts.push(this.buf.subarray(from))
     parts.push(...this.queue)
-    const leftover = concat(parts)
+    const leftover = concatBytes(parts)
     // Offsets go on counting from the boundary: the bytes handed back were never consumed.
     this.base = boundary
     this.buf = EMPTY

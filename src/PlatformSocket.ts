@@ -44,6 +44,7 @@ import * as Stream from "effect/Stream"
 import { Amp } from "./Amp.js"
 import { ConnectionLost, TransportUnsupported } from "./AmpError.js"
 import * as AmpConnection from "./AmpConnection.js"
+import { concatBytes } from "./internal/bytes.js"
 import { Responders } from "./Responders.js"
 import { type ConnectionInfo, Transport } from "./Transport.js"
 
@@ -302,16 +303,6 @@ interface Internals {
 
 const internals = new WeakMap<Transport, Internals>()
 
-const concat = (chunks: ReadonlyArray<Uint8Array>, bytes: number): Uint8Array => {
-  const out = new Uint8Array(bytes)
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
-
 /** A batch as the writes to make: small chunks joined, large ones as they are (not copied). */
 const coalesce = (batch: ReadonlyArray<Uint8Array>): Array<Uint8Array> => {
   if (batch.length === 1) return [batch[0]!]
@@ -320,7 +311,7 @@ const coalesce = (batch: ReadonlyArray<Uint8Array>): Array<Uint8Array> => {
   let runBytes = 0
   const seal = () => {
     if (run.length === 1) out.push(run[0]!)
-    else if (run.length > 1) out.push(concat(run, runBytes))
+    else if (run.length > 1) out.push(concatBytes(run))
     run = []
     runBytes = 0
   }
