@@ -99,6 +99,30 @@ from twisted.protocols import amp
 from twisted.python import filepath
 
 
+class ChildTransport:
+    """What AMP needs of a transport, over a child process's stdin."""
+
+    def __init__(self, pt):
+        self.pt = pt
+        self.disconnecting = False
+
+    def write(self, data):
+        self.pt.write(data)
+
+    def writeSequence(self, seq):
+        self.pt.write(b"".join(seq))
+
+    def loseConnection(self):
+        self.disconnecting = True
+        self.pt.closeStdin()
+
+    def getPeer(self):
+        return None
+
+    def getHost(self):
+        return None
+
+
 class ZeroDivision(Exception):
     pass
 
@@ -687,29 +711,6 @@ def main():
         done(None)
 
     if "spawn" in args:
-        class ChildTransport:
-            """What AMP needs of a transport, over a child process's stdin."""
-
-            def __init__(self, pt):
-                self.pt = pt
-                self.disconnecting = False
-
-            def write(self, data):
-                self.pt.write(data)
-
-            def writeSequence(self, seq):
-                self.pt.write(b"".join(seq))
-
-            def loseConnection(self):
-                self.disconnecting = True
-                self.pt.closeStdin()
-
-            def getPeer(self):
-                return None
-
-            def getHost(self):
-                return None
-
         class ChildProto(protocol.ProcessProtocol):
             def __init__(self):
                 self.amp = ClientPeer()

@@ -12,10 +12,14 @@ prints one JSON line:
 Sum goes first: a stream corrupted from its start fails both.
 """
 import json
+import os
 import sys
 
 from twisted.internet import defer, protocol, reactor
 from twisted.protocols import amp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from amp_peer import ChildTransport  # noqa: E402  (one definition for both peers)
 
 
 class Sum(amp.Command):
@@ -37,30 +41,6 @@ class Parent(amp.AMP):
         amp.AMP.connectionLost(self, reason)
         if not self.lost.called:
             self.lost.callback("%s: %s" % (reason.type.__name__, reason.getErrorMessage()))
-
-
-class ChildTransport:
-    """What AMP needs of a transport, over a child process's stdin."""
-
-    def __init__(self, pt):
-        self.pt = pt
-        self.disconnecting = False
-
-    def write(self, data):
-        self.pt.write(data)
-
-    def writeSequence(self, seq):
-        self.pt.write(b"".join(seq))
-
-    def loseConnection(self):
-        self.disconnecting = True
-        self.pt.closeStdin()
-
-    def getPeer(self):
-        return None
-
-    def getHost(self):
-        return None
 
 
 def describe(e):
