@@ -46,6 +46,8 @@ Scripts (NAME [ARG] -> lines printed)
   callback             CallBack(41): the peer calls our Sum(41, 1) back -> {"total": 42}
   starttls             StartTLS (--cert/--key/--ca), a Sum sent right after, Secure
                        -> {"total": 5, "tls": true, "peer": "<peer certificate CN or ''>"}
+  starttls-plain       StartTLS with no certificate (against any server with Sum), then Sum
+                       -> {"total": 5, "tls": "<TLS version>", "peer": "<server certificate CN>"}
   switch               SwitchToEcho, then raw bytes -> {"received": "<everything read after
                        the switch, up to and including our bytes echoed back>"}
                        (a Twisted server echoes only; ours sends "HELLO;" first)
@@ -473,7 +475,7 @@ def same(a, b):
 # ---------------------------------------------------------------------------
 
 SCRIPTS = {"sum", "echoall", "errors", "fatal", "notify", "pipeline", "delays", "callback", "starttls",
-           "switch", "switch-refused", "disconnect", "lose-while-waiting"}
+           "starttls-plain", "switch", "switch-refused", "disconnect", "lose-while-waiting"}
 
 
 def out(obj):
@@ -554,6 +556,12 @@ def run_script(proto, name, arg, reconnect):
         r = yield proto.callRemote(Sum, a=2, b=3)
         s = yield proto.callRemote(Secure)
         out({"total": r["total"], "tls": s["tls"], "peer": s["peer"]})
+    elif name == "starttls-plain":
+        yield proto.callRemote(amp.StartTLS)
+        r = yield proto.callRemote(Sum, a=2, b=3)
+        conn = proto.transport.getHandle()
+        subject = conn.get_peer_certificate().get_subject()
+        out({"total": r["total"], "tls": conn.get_protocol_version_name(), "peer": subject.CN})
     elif name == "switch":
         f = CollectorFactory()
         yield proto.callRemote(SwitchToEcho, f)
