@@ -315,7 +315,6 @@ export const make = (
 
     const unsafeSendBox = (box: AmpBox): void => {
       if (locked || switched) throw new ProtocolSwitched({})
-      if (trace !== undefined) trace("sent", box)
       if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
       if (tlsHeld !== undefined) {
         heldBytes += encodedLength(box)
@@ -323,6 +322,8 @@ export const make = (
       } else {
         enqueue(box)
       }
+      // Traced once it is queued for the socket: a box refused above (ended, too long) was never sent.
+      if (trace !== undefined) trace("sent", box)
     }
 
     const heldFull = (): boolean => tlsHeld !== undefined && heldBytes >= maxBatchBytes

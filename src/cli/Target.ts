@@ -7,8 +7,8 @@
  */
 import type { Address } from "../node/NodeConnect.js"
 
-/** Parses a target; returns an error message for a target it cannot read. */
-export const parse = (target: string): Address | string => {
+/** Parses a target (`listen`: an address to listen on, where port 0 picks one); returns an error message for a target it cannot read. */
+export const parse = (target: string, options?: { readonly listen?: boolean }): Address | string => {
   const colon = target.indexOf(":")
   if (colon < 0) return `cannot read target ${JSON.stringify(target)}: expected tcp:HOST:PORT, unix:PATH or tls:HOST:PORT`
   const scheme = target.slice(0, colon).toLowerCase()
@@ -31,7 +31,7 @@ export const parse = (target: string): Address | string => {
   const at = rest.lastIndexOf(":")
   const host = rest.slice(0, at).replace(/^\[(.*)\]$/, "$1")
   const port = Number(rest.slice(at + 1))
-  if (at <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+  if (at <= 0 || !Number.isInteger(port) || port < (options?.listen ? 0 : 1) || port > 65535) {
     return `cannot read target ${JSON.stringify(target)}: expected ${scheme}:HOST:PORT`
   }
   if (scheme === "tcp") return { _tag: "tcp", host, port }
