@@ -173,7 +173,7 @@ export const command = CliCommand.make(
         return yield* exitWith(2, o.stdin ? "with --stdin, commands come from stdin: give only TARGET" : "give a COMMAND, or --stdin")
       }
       if (o.stdin && o.fields.length > 0) return yield* exitWith(2, "with --stdin, arguments come from stdin")
-      const commands = Option.isSome(o.module) ? (yield* UserModule.load(o.module.value)).commands : undefined
+      const commands = Option.isSome(o.module) ? (yield* UserModule.load(o.module.value, "call")).commands : undefined
       let single: Request | undefined
       if (Option.isSome(o.command)) {
         try {
@@ -198,7 +198,9 @@ export const command = CliCommand.make(
         if (o.json) yield* Console.log(outcomeJson(outcome))
         else if (outcome.ok) yield* Console.log(outcome.answer)
         if (outcome.ok) return
-        return yield* exitWith(outcome.connection ? 2 : 1, o.json ? "" : outcome.connection ? `effect-amp call: ${outcome.description}` : `${outcome.code}: ${outcome.description}`)
+        // Input we refused to send, or a connection failure, is exit 2; an error answer is exit 1.
+        const local = outcome.connection || outcome.code === "BAD_INPUT"
+        return yield* exitWith(local ? 2 : 1, o.json ? "" : local ? `effect-amp call: ${outcome.description}` : `${outcome.code}: ${outcome.description}`)
       }
 
       // --stdin: every line's call is sent as soon as it is read (up to WINDOW in flight); answers print in input order.

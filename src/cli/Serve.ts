@@ -70,7 +70,7 @@ export const command = CliCommand.make(
           ...(Option.isSome(o.tlsCa) ? { ca: readFile(o.tlsCa.value) } : {})
         }
         : undefined
-      const user = Option.isSome(o.module) ? yield* UserModule.load(o.module.value) : undefined
+      const user = Option.isSome(o.module) ? yield* UserModule.load(o.module.value, "serve") : undefined
       if (user !== undefined && user.responders.length === 0) {
         return yield* exitWith(2, `--module ${user.file}: it exports no \`responders\` to serve`)
       }

@@ -61,8 +61,8 @@ const isCommand = (u: unknown): u is Command.Any =>
 const isResponder = (u: unknown): u is Command.Responder<any> =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Responder" && isCommand((u as { command?: unknown }).command)
 
-/** Loads and checks a user module. */
-export const load = (file: string): Effect.Effect<UserModule, ModuleError> =>
+/** Loads and checks a user module; `call` needs only its commands (`responders` is then not checked). */
+export const load = (file: string, purpose: "serve" | "call"): Effect.Effect<UserModule, ModuleError> =>
   Effect.gen(function*() {
     const fail = (detail: string) => Effect.fail(new ModuleError({ file, detail }))
     const url = pathToFileURL(path.resolve(file)).href
@@ -73,7 +73,7 @@ export const load = (file: string): Effect.Effect<UserModule, ModuleError> =>
     const exports: Record<string, unknown> = typeof loaded.default === "object" && loaded.default !== null
       ? { ...loaded, ...(loaded.default as Record<string, unknown>) }
       : loaded
-    const responders = exports.responders ?? []
+    const responders = purpose === "call" && !Array.isArray(exports.responders) ? [] : exports.responders ?? []
     if (!Array.isArray(responders)) return yield* fail("`responders` must be an array of Responders.respond(...)")
     const bad = responders.findIndex((r) => !isResponder(r))
     if (bad >= 0) return yield* fail(`responders[${bad}] is not a responder (make it with Responders.respond(Command, handler))`)

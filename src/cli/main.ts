@@ -31,11 +31,38 @@ const root = CliCommand.make("effect-amp").pipe(
 
 const cli = CliCommand.run(root, { name: "effect-amp", version: "0.1.0" })
 
+/**
+ * @effect/cli takes `--log-level` only before the subcommand; users put it
+ * anywhere (`effect-amp serve --log-level debug`), so it is moved to the front.
+ */
+const logLevelFirst = (argv: ReadonlyArray<string>): Array<string> => {
+  const [runtime, script, ...rest] = argv
+  const level: Array<string> = []
+  const others: Array<string> = []
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!
+    if (a === "--") {
+      others.push(...rest.slice(i))
+      break
+    }
+    if (a.startsWith("--log-level=")) level.push(a)
+    else if (a === "--log-level" && i + 1 < rest.length) level.push(a, rest[++i]!)
+    else others.push(a)
+  }
+  return [runtime!, script!, ...level, ...others]
+}
+
 // Help and error messages are plain text when the stream is not a terminal.
 Log.installPlainConsole()
 
+// A reader that went away (`| head`) ends the command quietly, as it does any Unix tool.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0)
+  throw e
+})
+
 // stdout is for what the command prints (answers, boxes, the `listening on` line); logs go to stderr.
-cli(process.argv).pipe(
+cli(logLevelFirst(process.argv)).pipe(
   Effect.provide(Stdio.layerDefaultLoggerToStderr),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
