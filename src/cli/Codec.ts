@@ -74,8 +74,9 @@ export const encode = CliCommand.make("encode", { file: fileArg }, ({ file }) =>
           // Each box is written as soon as its line is read, so a bad line leaves every earlier box on stdout.
           process.stdout.write(encodeBox(fromJson(json, where)))
         } catch (e) {
-          lines.close()
+          // The failure first: closing fires "close", which would resume as a success.
           resume(Effect.succeed(e as Error))
+          lines.close()
         }
       })
       lines.on("close", () => resume(Effect.succeed(undefined)))

@@ -54,7 +54,7 @@ const exitOf = (child: ChildProcess) =>
 
 describe("effect-amp", () => {
   it("--help works for the command and every subcommand", () => {
-    for (const args of [["--help"], ["serve", "--help"], ["call", "--help"], ["decode", "--help"]]) {
+    for (const args of [["--help"], ["serve", "--help"], ["call", "--help"], ["tap", "--help"], ["decode", "--help"], ["encode", "--help"]]) {
       const r = run(args)
       expect(r.code).toBe(0)
       expect(r.stdout).toContain("effect-amp")
