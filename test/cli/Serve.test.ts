@@ -13,7 +13,7 @@ import * as AmpBox from "../../src/AmpBox.js"
 import * as BinaryBoxProtocol from "../../src/BinaryBoxProtocol.js"
 import * as MemoryTransport from "../../src/MemoryTransport.js"
 import { startPeer } from "../support/twisted.js"
-import { fixtures, PEER, run, start } from "./support.js"
+import { fixtures, run, start } from "./support.js"
 
 const SERVICE = path.join(fixtures, "service.ts")
 const ANSI = /\u001b\[/
