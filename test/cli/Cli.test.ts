@@ -182,4 +182,17 @@ describe("effect-amp", () => {
       expect(r.status).toBe(0)
       expect(r.stdout).toBe("1 / 8 = 0.125\n1 / 0 failed: float division by zero\n")
     }))
+
+  it.scopedLive("the examples run: the example module under serve --module, with the example client and call --module", () =>
+    Effect.gen(function*() {
+      const module = path.join(root, "scripts/examples/module.ts")
+      const { first } = yield* startServe(["--port", "0", "--module", module])
+      const target = first.replace("listening on ", "")
+      const r = spawnSync(process.execPath, ["--import", "tsx", path.join(root, "scripts/examples/client.ts"), target.split(":").pop()!], {
+        cwd: root,
+        encoding: "utf8"
+      })
+      expect(r.stdout).toBe("1 / 8 = 0.125\n1 / 0 failed: float division by zero\n")
+      expect(run(["call", "--module", module, target, "Divide", "numerator:=1", "denominator:=8"]).stdout).toBe('{"result":0.125}\n')
+    }))
 })
