@@ -4,53 +4,17 @@
  * runnable examples, so they cannot rot.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
 import { requireTwisted, startPeer } from "../support/twisted.js"
+import { certs, PEER, root, run, start } from "./support.js"
 
-const root = path.join(import.meta.dirname, "..", "..")
-const main = path.join(root, "src", "cli", "main.ts")
-const certs = path.join(root, "test", "certs")
-const PEER = path.join(root, "test", "interop", "peers", "amp_peer.py")
-
-/** Runs `effect-amp ARGS` to completion. */
-const run = (args: ReadonlyArray<string>, input?: Uint8Array) => {
-  const r = spawnSync(process.execPath, ["--import", "tsx", main, ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 60_000,
-    ...(input ? { input } : {})
-  })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
-/** Starts `effect-amp serve ARGS`; resolves with its first line; stops it with the scope. */
-const startServe = (args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", main, "serve", ...args], { cwd: root })),
-      (c) =>
-        Effect.async<void>((resume) => {
-          if (c.exitCode !== null) return resume(Effect.void)
-          c.once("exit", () => resume(Effect.void))
-          c.kill("SIGKILL")
-        })
-    )
-    const first = yield* Effect.async<string>((resume) => {
-      readline.createInterface({ input: child.stdout! }).once("line", (l) => resume(Effect.succeed(l)))
-    }).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error("serve printed nothing") }))
-    return { child, first }
-  })
-
-const exitOf = (child: ChildProcess) =>
-  Effect.async<number | null>((resume) => {
-    if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
-    child.once("exit", (code) => resume(Effect.succeed(code)))
-  })
+/** Starts `effect-amp serve ARGS`; its first line, and the running child. */
+const startServe = (args: ReadonlyArray<string>) => Effect.map(start(["serve", ...args]), (child) => ({ child, first: child.first }))
 
 describe("effect-amp", () => {
   it("--help works for the command and every subcommand", () => {
@@ -97,7 +61,7 @@ describe("effect-amp", () => {
       expect(first).toBe(`listening on unix:${socketPath}`)
       expect(run(["call", `unix:${socketPath}`, "Sum", "a=1", "b=2"]).stdout).toBe('{"total":"3"}\n')
       child.kill("SIGTERM")
-      expect(yield* exitOf(child)).toBe(0)
+      expect(yield* child.exited).toBe(0)
       expect(fs.existsSync(socketPath)).toBe(false)
     }))
 
