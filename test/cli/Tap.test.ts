@@ -47,7 +47,7 @@ describe("effect-amp tap", () => {
       ])
       const behind = yield* recorder(server.port)
       const direct = yield* recorder(server.port)
-      const tap = yield* start(["tap", "tcp:127.0.0.1:0", `tcp:127.0.0.1:${behind.port}`, "--json", "--switch", "SwitchToEcho"])
+      const tap = yield* start(["tap", "tcp:127.0.0.1:0", `tcp:127.0.0.1:${behind.port}`, "--json", "--switch", "SwitchToEcho", "--switch", "SwitchRefused"])
       expect(tap.first).toMatch(/^listening on tcp:127\.0\.0\.1:\d+$/)
       const front = yield* recorder(Number(tap.address.split(":").pop()))
 
@@ -55,7 +55,8 @@ describe("effect-amp tap", () => {
         { script: ["pipeline", "300"], connections: 1, deterministic: true },
         { script: ["errors"], connections: 2, deterministic: true },
         { script: ["starttls"], connections: 1, deterministic: false },
-        { script: ["switch"], connections: 1, deterministic: true }
+        { script: ["switch"], connections: 1, deterministic: true },
+        { script: ["switch-refused"], connections: 1, deterministic: true }
       ]
       let total = 0
       for (const s of scenarios) {
@@ -129,6 +130,15 @@ describe("effect-amp tap", () => {
       const raw = sw.filter((l) => l.kind === "raw")
       expect(raw.filter((l) => l.dir === "c>s").at(-1)).toMatchObject({ total: 26 })
       expect(raw.filter((l) => l.dir === "s>c").at(-1)).toMatchObject({ total: 26 })
+
+      // A refused switch: the bytes held after its ask are boxes after all.
+      const refused = of(6)
+      expect(refused.filter((l) => l.kind !== "open" && l.kind !== "close").map((l) => [l.kind, l.command])).toEqual([
+        ["ask", "SwitchRefused"],
+        ["error", "SwitchRefused"],
+        ["ask", "Sum"],
+        ["answer", "Sum"]
+      ])
     }), { timeout: 240_000 })
 
   it.scopedLive("a violation it cannot parse is reported once and forwarded as is, with everything after it", () =>
