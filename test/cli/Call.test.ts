@@ -7,26 +7,13 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { spawn } from "node:child_process"
 import * as Effect from "effect/Effect"
 import { startPeer } from "../support/twisted.js"
-import { fixtures, main, PEER, root, run, start } from "./support.js"
+import { fixtures, PEER, root, run, runAsync, start } from "./support.js"
 
 const COMMANDS = path.join(root, "test", "interop", "commands.ts")
 const SERVICE = path.join(fixtures, "service.ts")
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "amp-call-"))
-
-/** `effect-amp ARGS` with `input` on stdin, without blocking the test's event loop (the server may live in it). */
-const runAsync = (args: ReadonlyArray<string>, input: string) =>
-  Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
-    const c = spawn(process.execPath, ["--import", "tsx", main, ...args], { cwd: root })
-    let stdout = ""
-    let stderr = ""
-    c.stdout.on("data", (d) => (stdout += String(d)))
-    c.stderr.on("data", (d) => (stderr += String(d)))
-    c.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    c.stdin.end(input)
-  })
 
 const EDGE = [
   "i:=12345678901234567890123",

@@ -9,11 +9,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as AmpBox from "../../src/AmpBox.js"
 import * as BinaryBoxProtocol from "../../src/BinaryBoxProtocol.js"
 import * as MemoryTransport from "../../src/MemoryTransport.js"
 import { startPeer } from "../support/twisted.js"
-import { fixtures, run, start } from "./support.js"
+import { certs, fixtures, run, runAsync, start } from "./support.js"
 
 const SERVICE = path.join(fixtures, "service.ts")
 const ANSI = /\u001b\[/
@@ -35,15 +36,38 @@ describe("effect-amp serve --module", () => {
       expect(run(["call", server.address, "Sum", "a=1", "b=2"]).stderr).toContain("UNHANDLED")
     }), { timeout: 120_000 })
 
-  it.scopedLive("with every flag serve has: --unix, --verbose, and SIGTERM drains", () =>
+  it.scopedLive("with every flag serve has: --unix, --tls-cert, --verbose, --log-format, and SIGTERM drains", () =>
     Effect.gen(function*() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "amp-mod-"))
       const socket = path.join(dir, "s.sock")
-      const server = yield* start(["serve", "--unix", socket, "--module", SERVICE, "--verbose", "--log-format", "json", "--drain-timeout", "0"])
+      const server = yield* start([
+        "serve",
+        "--unix",
+        socket,
+        "--module",
+        SERVICE,
+        "--verbose",
+        "--log-format",
+        "json",
+        "--drain-timeout",
+        "0",
+        "--tls-cert",
+        path.join(certs, "server.pem"),
+        "--tls-key",
+        path.join(certs, "server.key")
+      ])
       expect(server.first).toBe(`listening on unix:${socket}`)
       expect(run(["call", `unix:${socket}`, "Greet", "name=ann"]).stdout).toBe('{"greeting":"hello, ann","length":"10"}\n')
+      // The module's responders, with StartTLS beside them.
+      const tls = run(["call", `unix:${socket}`, "Greet", "name=ann", "--starttls", "--ca", path.join(certs, "ca.pem")])
+      expect(tls).toMatchObject({ code: 0, stdout: '{"greeting":"hello, ann","length":"10"}\n' })
+      // A running command when SIGTERM comes is answered (UNKNOWN, after --drain-timeout 0) before the server exits.
+      const slow = yield* Effect.fork(runAsync(["call", "--json", `unix:${socket}`, "Slow", "ms:=30000"]))
+      yield* server.until(() => server.stderr().includes('received {\\"_command\\":\\"Slow\\"'), "the Slow call")
       server.kill("SIGTERM")
       expect(yield* server.exited).toBe(0)
+      const answered = yield* Fiber.join(slow)
+      expect(answered.stdout).toMatch(/^\{"ok":false,"error":\{"code":"UNKNOWN"/)
       const lines = server.stderr().trimEnd().split("\n").map((l) => JSON.parse(l) as { message: string; logLevel: string })
       expect(lines.some((l) => l.message.startsWith('received {"_command":"Greet"'))).toBe(true)
       expect(lines.some((l) => l.message.startsWith('sent {"greeting":"hello, ann"'))).toBe(true)

@@ -27,6 +27,18 @@ export const run = (args: ReadonlyArray<string>, input?: string | Uint8Array, en
   return { code: r.status, stdout: r.stdout.toString("utf8"), bytes: new Uint8Array(r.stdout), stderr: r.stderr.toString("utf8") }
 }
 
+/** `effect-amp ARGS` with `input` on stdin, without blocking the test's event loop (a relay or server may live in it). */
+export const runAsync = (args: ReadonlyArray<string>, input = "") =>
+  Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+    const c = spawn(process.execPath, ["--import", "tsx", main, ...args], { cwd: root })
+    let stdout = ""
+    let stderr = ""
+    c.stdout.on("data", (d) => (stdout += String(d)))
+    c.stderr.on("data", (d) => (stderr += String(d)))
+    c.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    c.stdin.end(input)
+  })
+
 /** A long-running `effect-amp` child: its stdout lines and stderr as they come. */
 export interface Running {
   /** The first stdout line (`listening on …`). */
@@ -36,7 +48,7 @@ export interface Running {
   /** Stdout lines after the first, as printed so far. */
   readonly lines: ReadonlyArray<string>
   readonly stderr: () => string
-  /** Waits (bounded) until `ready` holds of the lines. */
+  /** Waits (bounded) until `ready` holds of the lines (checked on every stdout line and stderr write). */
   readonly until: (ready: (lines: ReadonlyArray<string>) => boolean, what: string) => Effect.Effect<void, Error>
   readonly kill: (signal: NodeJS.Signals) => void
   readonly exited: Effect.Effect<number | null>
@@ -55,10 +67,13 @@ export const start = (args: ReadonlyArray<string>): Effect.Effect<Running, Error
         })
     )
     let stderr = ""
-    child.stderr.on("data", (d) => (stderr += String(d)))
     const lines: Array<string> = []
     let first: string | undefined
     const waiters = new Set<() => void>()
+    child.stderr.on("data", (d) => {
+      stderr += String(d)
+      waiters.forEach((w) => w())
+    })
     readline.createInterface({ input: child.stdout }).on("line", (l) => {
       if (first === undefined) first = l
       else lines.push(l)
