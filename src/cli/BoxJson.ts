@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
-import { AmpBox, byteStringToBytes, bytesToByteString, decodeUtf8, fromEntries, keyToUtf8, utf8 } from "../AmpBox.js"
+import { type AmpBox, byteStringToBytes, bytesToByteString, decodeUtf8, fromEntries, keyToUtf8, utf8 } from "../AmpBox.js"
 import * as Json from "./Json.js"
 
 /** AMP's limits: keys 1..255 bytes, values 0..65535 bytes. */
@@ -132,4 +132,3 @@ export const decodeShapeValue = (v: Json.Json, where: string): Uint8Array => {
   throw new InputError({ where, detail: `a value is a string or {"base64": "…"}, not ${Json.describe(v)}` })
 }
 
-export { AmpBox }

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as Data from "effect/Data"
 
 /** A JSON value as written. */
 export type Json =
@@ -16,9 +17,9 @@ export type Json =
   | { readonly _tag: "object"; readonly members: ReadonlyArray<readonly [string, Json]> }
 
 /** Input that is not JSON, with the character offset where reading stopped. */
-export class JsonSyntaxError extends Error {
-  constructor(readonly detail: string, readonly offset: number) {
-    super(`${detail} at character ${offset}`)
+export class JsonSyntaxError extends Data.TaggedError("JsonSyntaxError")<{ readonly detail: string; readonly offset: number }> {
+  override get message(): string {
+    return `${this.detail} at character ${this.offset}`
   }
 }
 
@@ -34,7 +35,7 @@ export const parse = (text: string): Json => {
     at = WS.lastIndex
   }
   const fail = (detail: string): never => {
-    throw new JsonSyntaxError(detail, at)
+    throw new JsonSyntaxError({ detail, offset: at })
   }
   const string = (): string => {
     // JSON.parse reads the escapes; we only find where the string ends.

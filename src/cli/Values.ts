@@ -13,7 +13,6 @@
  *
  * @since 0.1.0
  */
-import { AmpBox } from "../AmpBox.js"
 import { encodeBox } from "../BoxCodec.js"
 import { checkValue, fromBase64, fromJson, InputError, isBase64Value, utf8Strict } from "./BoxJson.js"
 import * as Json from "./Json.js"
@@ -36,7 +35,7 @@ export const toBytes = (v: Json.Json, where: string): Uint8Array => {
       throw new InputError({ where, detail: 'an object is one AmpList item: give a list of objects ([{…}]), or bytes as {"base64": "…"}' })
     case "array": {
       if (v.items.length > 0 && v.items.every((x) => x._tag === "object" && !isBase64Value(x))) {
-        return concat(v.items.map((x, i) => encodeBox(fromJson(x, `${where}[${i}]`, toBytes) as AmpBox)))
+        return concat(v.items.map((x, i) => encodeBox(fromJson(x, `${where}[${i}]`, toBytes))))
       }
       return concat(v.items.map((x, i) => {
         const at = `${where}[${i}]`

@@ -106,7 +106,7 @@ describe("effect-amp call", () => {
     expect(run(["call", target, "X", "a:=null"]).stderr).toContain("null has no AMP form")
     expect(run(["call", target, "X", "novalue"]).stderr).toContain("expected key=text, key:=JSON or key@FILE")
     expect(run(["call", target, "X", "a@/nonexistent/file"]).stderr).toContain("cannot read /nonexistent/file")
-  })
+  }, 120_000)
 
   it.scopedLive("--stdin pipelines 1000 commands to Twisted on one connection, one answer line each, in order", () =>
     Effect.gen(function*() {

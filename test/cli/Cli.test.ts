@@ -23,7 +23,7 @@ describe("effect-amp", () => {
       expect(r.code).toBe(0)
       expect(r.stdout).toContain("effect-amp")
     }
-  })
+  }, 120_000)
 
   it.scopedLive("serve prints its address first; call prints the answer as JSON (exit 0)", () =>
     Effect.gen(function*() {
@@ -52,7 +52,7 @@ describe("effect-amp", () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain("cannot connect to unix:/nonexistent/amp.sock")
     expect(run(["call", "nonsense", "Sum"]).code).toBe(2)
-  })
+  }, 120_000)
 
   it.scopedLive("serve --unix, and SIGTERM closes everything and exits 0", () =>
     Effect.gen(function*() {
@@ -92,7 +92,7 @@ describe("effect-amp", () => {
     const r = run(["decode"], bytes)
     expect(r.code).toBe(0)
     expect(r.stdout).toBe('{"_command":"Sum","base64:/w==":{"base64":"/gA="}}\n{"a":""}\n')
-  })
+  }, 120_000)
 
   it("decode of a truncated stream prints the complete boxes, then the offset (exit 1)", () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "amp-cli-")), "cut.bin")
@@ -103,7 +103,7 @@ describe("effect-amp", () => {
     const bad = run(["decode", "-"], new Uint8Array([0, 1, 0x61, 0, 0, 0, 0, 1, 0]))
     expect(bad).toMatchObject({ code: 1, stdout: '{"a":""}\n' })
     expect(bad.stderr).toContain("key length prefix 256 at byte 7")
-  })
+  }, 120_000)
 
   it("decode reads a stream Twisted serialized", () => {
     requireTwisted()
@@ -114,7 +114,7 @@ describe("effect-amp", () => {
     const out = run(["decode"], r.stdout)
     expect(out.code).toBe(0)
     expect(out.stdout.trim().split("\n").map((l) => JSON.parse(l))).toEqual(Array(3).fill({ _ask: "1", _command: "Sum", a: "13", b: "81" }))
-  })
+  }, 120_000)
 
   it.scopedLive("call against a Twisted server; a Twisted client against serve", () =>
     Effect.gen(function*() {

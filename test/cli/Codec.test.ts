@@ -38,14 +38,14 @@ describe("effect-amp encode / decode", () => {
       [b64("é"), b64("ü \u{1f40d}")]
     ])
     expect(Buffer.from(boxes[2]![0]![1], "base64").length).toBe(65535)
-  })
+  }, 120_000)
 
   it("decode then encode gives back the same bytes, and encode then decode the same lines", () => {
     const encoded = run(["encode"], LINES.join("\n"))
     const decoded = run(["decode"], encoded.bytes)
     expect(decoded.stdout).toBe(LINES.join("\n") + "\n")
     expect(Buffer.from(run(["encode"], decoded.stdout).bytes).equals(Buffer.from(encoded.bytes))).toBe(true)
-  })
+  }, 120_000)
 
   it("bytes Twisted serialized survive decode then encode unchanged", () => {
     const script = [
@@ -59,7 +59,7 @@ describe("effect-amp encode / decode", () => {
     const again = run(["encode"], decoded.stdout)
     expect(again.code).toBe(0)
     expect(Buffer.from(again.bytes).equals(Buffer.from(bytes))).toBe(true)
-  })
+  }, 120_000)
 
   it("bad input stops at the line that is wrong, after writing every box before it (exit 1)", () => {
     const cases: ReadonlyArray<readonly [string, string]> = [
@@ -79,7 +79,7 @@ describe("effect-amp encode / decode", () => {
       expect(r.stderr, input.slice(0, 40)).toContain(message)
       expect(Buffer.from(r.bytes).equals(Buffer.from([0, 1, 0x61, 0, 1, 0x31, 0, 0]))).toBe(true)
     }
-  })
+  }, 120_000)
 })
 
 /** Runs inline Python (with Twisted) and returns its stdout bytes. */

@@ -79,7 +79,7 @@ describe("effect-amp serve --module", () => {
     expect(none.stderr).toContain("it exports no `responders` to serve")
     const missing = run(["serve", "--port", "0", "--module", path.join(fixtures, "nope.ts")])
     expect(missing.code).toBe(2)
-  })
+  }, 120_000)
 })
 
 describe("effect-amp logging", () => {
@@ -119,7 +119,7 @@ describe("effect-amp logging", () => {
       expect(r.stdout + r.stderr, args.join(" ")).not.toMatch(ANSI)
       expect(r.stdout + r.stderr).toMatch(args[0] === "call" && args.length === 1 ? /Missing argument <TARGET>/ : /effect-amp/)
     }
-  })
+  }, 120_000)
 
   it.scoped("the verbose \"sent\" line is written only for a box that was sent", () =>
     Effect.gen(function*() {
