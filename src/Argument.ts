@@ -21,7 +21,7 @@
  * | `DateTime`        | {@link DateTime}             | {@link AmpDateTime}       |
  * | `ListOf(T)`       | {@link ListOf}               | `ReadonlyArray<T>`        |
  * | `AmpList([...])`  | {@link AmpList}              | `ReadonlyArray<record>`   |
- * | `Descriptor`      | {@link Descriptor}           | (not supported by Node)   |
+ * | `Descriptor`      | {@link Descriptor}           | `number` (UNIX sockets)   |
  * | (AMP type list)   | {@link BigString}, {@link BigUnicode} | over 64 KiB      |
  * | `optional=True`   | {@link optional}             | `A \| undefined`          |
  *
@@ -34,6 +34,7 @@ import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 import { concatBytes } from "./internal/bytes.js"
+import * as Descriptors from "./internal/descriptors.js"
 
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
@@ -493,22 +494,61 @@ export const Boolean: Argument<boolean> = make({
   is: (u): u is boolean => typeof u === "boolean"
 })
 
-const NO_DESCRIPTORS = "passing file descriptors needs a transport that carries them beside the bytes " +
-  "(SCM_RIGHTS on a UNIX socket), which Node cannot do without native code; none of our transports supports it"
-
 /**
- * A file descriptor (Twisted's `Descriptor`). On the wire it is an ordinal
- * that names a descriptor sent beside the bytes with SCM_RIGHTS on a UNIX
- * socket. Node cannot send or receive descriptors that way without native
- * code, so both directions fail with an {@link ArgumentError} that says so;
- * the type exists so that a command declaring it can still be described.
+ * A file descriptor (Twisted's `Descriptor`), over a connection that carries
+ * descriptors: a UNIX socket opened with effect-amp/node's descriptor-capable
+ * transport (`UnixDescriptorTransport`, or `unix` addresses with
+ * `descriptors: true`). On the wire it is an ordinal, as in Twisted: the
+ * n-th descriptor sent on the connection (SCM_RIGHTS, beside the bytes) is
+ * written as `n`.
+ *
+ * - Sending: the descriptor is duplicated when the box is encoded, so the
+ *   caller may close its own at once; the copy is closed once sent.
+ * - Receiving: the value is a descriptor of this process that the handler
+ *   (or caller) owns: close it (`fs.close`), or tie it to a Scope with
+ *   `UnixDescriptorTransport.own` (effect-amp/node). Descriptors that arrive and are never claimed are
+ *   closed when the connection ends; more than the transport's cap waiting
+ *   at once ends the connection.
+ * - An ordinal that never arrived fails the box (UNKNOWN, and the connection
+ *   closes, as in Twisted). After StartTLS both directions fail: Twisted
+ *   carries no descriptors over TLS.
+ *
+ * On any other connection, or when the native addon was not built, both
+ * directions fail with an {@link ArgumentError} that says how to enable it.
  *
  * @since 0.1.0
  */
 export const Descriptor: Argument<number> = make<number>({
   typeName: "Descriptor",
-  fromWire: () => fail("Descriptor", NO_DESCRIPTORS),
-  toWire: () => fail("Descriptor", NO_DESCRIPTORS),
+  fromWire: () => fail("Descriptor", Descriptors.unavailableReason()),
+  toWire: () => fail("Descriptor", Descriptors.unavailableReason()),
+  fromBox: (box, key) => {
+    const v = box.get(key)
+    if (v === undefined) return undefined
+    const channel = Descriptors.currentChannel()
+    if (channel === undefined) return fail("Descriptor", Descriptors.unavailableReason())
+    const s = bytesToByteString(v)
+    if (!/^(0|[1-9][0-9]{0,14})$/.test(s)) fail("Descriptor", `${Descriptors.DESCRIPTOR_FAILURE} ${quote(s)} is not a count`)
+    try {
+      const fd = channel.claim(Number(s))
+      Descriptors.noteClaim(fd)
+      return fd
+    } catch (e) {
+      return fail("Descriptor", describe(e))
+    }
+  },
+  toBox: (fd, key, out) => {
+    if (!Number.isSafeInteger(fd) || fd < 0) fail("Descriptor", `expected a file descriptor (an integer >= 0), got ${globalThis.String(fd)}`)
+    const channel = Descriptors.currentChannel()
+    if (channel === undefined) return fail("Descriptor", Descriptors.unavailableReason())
+    let ordinal: number
+    try {
+      ordinal = channel.stage(fd)
+    } catch (e) {
+      return fail("Descriptor", describe(e))
+    }
+    out.set(key, ascii(globalThis.String(ordinal)))
+  },
   is: (u): u is number => Number.isSafeInteger(u)
 })
 

@@ -50,6 +50,7 @@ import {
 import type { ConnectionEnded } from "./AmpError.js"
 import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
+import type { DescriptorChannel } from "./internal/descriptors.js"
 
 /**
  * Where received boxes go (Twisted's `IBoxReceiver`).
@@ -129,6 +130,8 @@ export interface BinaryBoxProtocol {
   /** Ends the connection, reporting `reason` as the cause (a protocol violation, say). */
   readonly closeWith: (reason: ConnectionEnded) => Effect.Effect<void>
   readonly info: () => ConnectionInfo
+  /** The transport's descriptor passing, when it has it (for `Argument.Descriptor`). */
+  readonly descriptors?: DescriptorChannel | undefined
   /** Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
   readonly boundary: Boundary
 }
@@ -591,6 +594,7 @@ export const make = (
       close,
       closeWith,
       info: () => transport.info(),
+      descriptors: transport.descriptors,
       boundary
     } satisfies BinaryBoxProtocol
   })

@@ -56,6 +56,7 @@ import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
 import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
+import * as Descriptors from "./internal/descriptors.js"
 import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
 
 /** Options of {@link make}. */
@@ -192,6 +193,7 @@ const build = (
 ): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
+    const fds = protocol.descriptors
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
     const tracing = options?.tracing ?? (yield* Effect.tracer) !== builtInTracer
@@ -334,7 +336,8 @@ const build = (
         yield* Effect.logError(`AMP responder for ${command.name} failed; dropping the connection`, cause)
         // Our own encoding failure is worth telling the caller about; anything else stays "Unknown Error", as Twisted says.
         const bad = failure._tag === "Some" && failure.value instanceof BadLocalReturn ? failure.value : undefined
-        if (ask !== undefined) sendError(ask, UNKNOWN_ERROR_CODE, bad?.message ?? "Unknown Error")
+        const missing = failure._tag === "Some" ? Descriptors.descriptorFailure(failure.value) : undefined
+        if (ask !== undefined) sendError(ask, UNKNOWN_ERROR_CODE, bad?.message ?? missing ?? "Unknown Error")
         yield* protocol.close
       })
     }
@@ -347,7 +350,7 @@ const build = (
       const out = new BoxBuilder()
       const bad = (detail: string) => new BadLocalReturn({ command: command.name, detail })
       try {
-        Command.writeFields(command.wire.resp, command.wire.respFields, (response ?? {}) as Record<string, unknown>, out, bad)
+        Descriptors.encoding(fds, () => Command.writeFields(command.wire.resp, command.wire.respFields, (response ?? {}) as Record<string, unknown>, out, bad))
       } catch (e) {
         if (e instanceof BadLocalReturn) return e
         throw e
@@ -419,7 +422,7 @@ const build = (
 
     const decodeArgs = (command: Command.Any, box: AmpBox): Record<string, unknown> | MalformedAmpBox => {
       try {
-        return Command.decodeArguments(command, box)
+        return Descriptors.decoding(fds, () => Command.decodeArguments(command, box))
       } catch (e) {
         if (e instanceof MalformedAmpBox) return e
         throw e
@@ -620,7 +623,7 @@ const build = (
         if (pending.size >= maxOutstanding) return refuse(command, name, resume, new TooManyOutstandingCalls({ limit: maxOutstanding }))
         let fields: BoxBuilder
         try {
-          fields = build()
+          fields = Descriptors.encoding(fds, build)
         } catch (e) {
           return refuse(command, name, resume, e as CallFailure)
         }
@@ -663,8 +666,8 @@ const build = (
 
     const callRemote: Amp["callRemote"] = (command, args, callOptions) => {
       const call = command.requiresAnswer
-        ? ask(command, command.name, request(command, args), callOptions?.timeout, (box) => Command.decodeResponse(command, box))
-        : Effect.suspend(() => Effect.as(fireAndForget(request(command, args)()), {}))
+        ? ask(command, command.name, request(command, args), callOptions?.timeout, (box) => Descriptors.decoding(fds, () => Command.decodeResponse(command, box)))
+        : Effect.suspend(() => Effect.as(fireAndForget(Descriptors.encoding(fds, request(command, args))), {}))
       return traced(command.name, "client", call) as Effect.Effect<any, any>
     }
 

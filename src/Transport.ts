@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
 import type { ConnectionLost, OnlyOneTLS, PeerVerifyError, TlsError, TransportUnsupported } from "./AmpError.js"
+import type { DescriptorChannel } from "./internal/descriptors.js"
 
 /** What is known about the two ends of a connection. */
 export interface ConnectionInfo {
@@ -141,6 +142,12 @@ export interface Transport {
    */
   readonly detach: (leftover: Uint8Array) => Effect.Effect<RawConnection, TransportUnsupported>
   readonly info: () => ConnectionInfo
+  /**
+   * Optional capability: file descriptors beside the bytes (SCM_RIGHTS on a
+   * UNIX socket), for `Argument.Descriptor`. Internal bookkeeping; see
+   * `UnixDescriptorTransport`.
+   */
+  readonly descriptors?: DescriptorChannel
 }
 
 /**

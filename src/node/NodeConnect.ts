@@ -13,6 +13,7 @@ import type * as Scope from "effect/Scope"
 import { ConnectError } from "../AmpError.js"
 import type { TlsOptions, Transport } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
+import * as UnixDescriptorTransport from "./UnixDescriptorTransport.js"
 
 /**
  * Where to connect.
@@ -34,6 +35,13 @@ export interface Options {
   readonly timeout?: Duration.DurationInput
   /** Passed to the transport: buffers, close timeout. */
   readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
+  /**
+   * On a `unix` address: carry file descriptors too (`Argument.Descriptor`),
+   * over `UnixDescriptorTransport`. Off by default; ignored on other
+   * addresses, and without the native addon (descriptor arguments then fail
+   * saying how to build it).
+   */
+  readonly descriptors?: boolean | { readonly maxUnclaimed?: number }
 }
 
 /**
@@ -101,9 +109,16 @@ export const connect: (address: Address, options?: Options) => Effect.Effect<Tra
   .fn("NodeConnect.connect")(function*(address: Address, options?: Options) {
     const where = format(address)
     const timeout = options?.timeout ?? Duration.seconds(10)
+    const withDescriptors = address._tag === "unix" && options?.descriptors !== undefined && options.descriptors !== false &&
+      UnixDescriptorTransport.available()
     // Opening is not interruptible (acquireRelease); waiting for the connection is, so the timeout can act.
     const socket = yield* Effect.acquireRelease(
-      Effect.sync(() => open(address)),
+      Effect.sync(() => {
+        const s = open(address)
+        // Nothing may be read before the addon takes the socket over (a read would drop descriptors).
+        if (withDescriptors) s.pause()
+        return s
+      }),
       (s) => Effect.sync(() => s.destroyed || s.destroy())
     )
     // Until the transport listens: an error between connecting and that must not be unhandled.
@@ -140,8 +155,9 @@ export const connect: (address: Address, options?: Options) => Effect.Effect<Tra
         onTimeout: () => new ConnectError({ address: where, reason: "timeout" })
       })
     )
-    return yield* NodeTransport.fromSocket(socket, {
+    return yield* (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
       ...options?.transport,
+      ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
       role: "client",
       kind: address._tag,
       ...(address._tag === "unix" ? { peerAddress: where } : {})

@@ -21,6 +21,7 @@ import type * as Scope from "effect/Scope"
 import { ListenError } from "../AmpError.js"
 import type { TlsOptions, Transport } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
+import * as UnixDescriptorTransport from "./UnixDescriptorTransport.js"
 
 /**
  * Where to listen. Port 0 picks a free port. A TLS server verifies client
@@ -94,6 +95,13 @@ export interface Connection {
 export interface Options {
   /** Passed to each connection's transport: buffers, close timeout. */
   readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
+  /**
+   * On a `unix` address: carry file descriptors too (`Argument.Descriptor`),
+   * over `UnixDescriptorTransport`. Off by default; ignored on other
+   * addresses, and without the native addon (descriptor arguments then fail
+   * saying how to build it).
+   */
+  readonly descriptors?: boolean | { readonly maxUnclaimed?: number }
   /**
    * Most connections at once; a connection beyond it is closed as it
    * arrives, with one warning logged through Effect's logger, and the others
@@ -254,6 +262,9 @@ export const listen = <E, R>(
     /** Set in the same step as the drain's snapshot of `live`: later `onDrain`s run at once. */
     let drainBegun = false
 
+    // The addon takes the socket over before Node reads a byte of it (a read would drop its descriptors).
+    const withDescriptors = address._tag === "unix" && options?.descriptors !== undefined && options.descriptors !== false &&
+      UnixDescriptorTransport.available()
     const connectionOf = (entry: Live): Connection => ({
       draining: Effect.suspend(() => {
         entry.drains = true
@@ -274,8 +285,9 @@ export const listen = <E, R>(
     const serve = (socket: net.Socket, entry: Live): Effect.Effect<void, never, Exclude<R, Scope.Scope>> =>
       Effect.scoped(
         Effect.flatMap(
-          NodeTransport.fromSocket(socket, {
+          (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
             ...options?.transport,
+            ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
             role: "server",
             kind: address._tag,
             ...(address._tag === "unix" ? { localAddress: where } : {})
@@ -325,7 +337,7 @@ export const listen = <E, R>(
         requestCert: address.tls.ca !== undefined,
         rejectUnauthorized: address.tls.ca !== undefined
       })
-      : net.createServer()
+      : net.createServer({ pauseOnConnect: withDescriptors })
     // For TLS, 'connection' is the raw socket before the handshake; the handler gets it after.
     server.on("connection", track)
     server.on(address._tag === "tls" ? "secureConnection" : "connection", accept)
