@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Argument from "../../src/Argument.js"
 import * as Command from "../../src/Command.js"
 import * as Responders from "../../src/Responders.js"
+import * as StartTls from "../../src/StartTls.js"
 import * as NodeAmp from "../../src/node/NodeAmp.js"
 import * as UnixDescriptorTransport from "../../src/node/UnixDescriptorTransport.js"
 
@@ -55,6 +56,12 @@ const responders = Responders.layer(
       return yield* Effect.succeed({ fd })
     }))
 )
+
+const certs = path.join(import.meta.dirname, "..", "certs")
+const serverTls = {
+  cert: fs.readFileSync(path.join(certs, "server.pem"), "utf8"),
+  key: fs.readFileSync(path.join(certs, "server.key"), "utf8")
+}
 
 const socketPath = () => path.join(tmp, `s${Math.random().toString(36).slice(2)}.sock`)
 
@@ -150,7 +157,14 @@ describe("Argument.Descriptor over UNIX sockets", () => {
   it.live("a value that is not a descriptor is refused before anything is sent", () =>
     withPair((amp) =>
       Effect.gen(function*() {
-        const e = yield* Effect.flip(amp.callRemote(ReadFd, { fd: -1 }))
+        // Two descriptors staged, then the third field fails: the two are taken back (and closed).
+        yield* amp.callRemote(ReadFd, { fd: fileWith("warm-up") })
+        const before = openFds()
+        const [a, b] = [fileWith("a"), fileWith("b")]
+        const e = yield* Effect.flip(amp.callRemote(ReadThree, { a, b, c: -1 }))
+        fs.closeSync(a)
+        fs.closeSync(b)
+        expect(openFds()).toBe(before) // no copy left staged for the peer
         expect(e).toMatchObject({ _tag: "InvalidSignature" })
         const bad = yield* Effect.flip(amp.callRemote(ReadFd, { fd: 987654 }))
         expect(String((bad as Error).message)).toMatch(/cannot duplicate descriptor 987654.*EBADF/)
@@ -166,4 +180,26 @@ describe("Argument.Descriptor over UNIX sockets", () => {
       const e = yield* Effect.flip(amp.callRemote(ReadFd, { fd: 0 }))
       expect(String((e as Error).message)).toMatch(/does not carry descriptors/)
     }).pipe(Effect.provide(responders), Effect.scoped))
+
+  it.live("after StartTLS, descriptor arguments fail clearly, and plain calls go on", () =>
+    Effect.gen(function*() {
+      const where = socketPath()
+      yield* NodeAmp.serve({ _tag: "unix", path: where }, { descriptors: true }).pipe(
+        Effect.provide(Responders.layer(
+          Responders.respond(ReadFd, ({ fd }) => Effect.sync(() => ({ text: readAll(fd) }))),
+          StartTls.respond(() => Effect.succeed(serverTls))
+        ))
+      )
+      const amp = yield* NodeAmp.connect({ _tag: "unix", path: where }, { descriptors: true })
+      expect(yield* amp.callRemote(ReadFd, { fd: fileWith("before TLS") })).toEqual({ text: "before TLS" })
+      yield* amp.startTls()
+      const fd = fileWith("after TLS")
+      const e = yield* Effect.flip(amp.callRemote(ReadFd, { fd }))
+      fs.closeSync(fd)
+      expect(e).toMatchObject({ _tag: "InvalidSignature" })
+      expect(String((e as Error).message)).toMatch(/cannot be sent after StartTLS/)
+      // A descriptor ordinal sent by hand over TLS: the server refuses it too (UNKNOWN).
+      const refused = yield* Effect.flip(amp.callRemoteString("ReadFd", { fd: "1" }))
+      expect((refused as { description: string }).description).toMatch(/do not pass after StartTLS/)
+    }).pipe(Effect.scoped))
 })
