@@ -96,7 +96,7 @@ describe("Descriptor interop with Twisted over UNIX sockets", () => {
           }))
       )
       // Few commands at once: Twisted's 2000 calls back up into its own buffers and the socket.
-      yield* NodeAmp.serve({ _tag: "unix", path: where }, { descriptors: true, maxConcurrentCommands: 4 }).pipe(
+      yield* NodeAmp.serve({ _tag: "unix", path: where }, { descriptors: true, dispatcher: { maxConcurrentCommands: 4 } }).pipe(
         Effect.provide(responders)
       )
       const peer = yield* startPeer(PEER, ["client", where, String(N)])
