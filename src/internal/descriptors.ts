@@ -34,8 +34,8 @@ let current: DescriptorChannel | undefined
 export const currentChannel = (): DescriptorChannel | undefined => current
 
 /** Why there is no channel, for the message of a Descriptor argument that cannot be used; set by the Node side. */
-let unavailable = "this connection's transport does not carry descriptors: descriptor passing needs a UNIX socket " +
-  "opened with effect-amp/node's descriptor-capable transport"
+let unavailable = "passing file descriptors needs a transport that carries them beside the bytes (SCM_RIGHTS on a UNIX socket); " +
+  "this connection's does not carry descriptors: connect or serve on a unix address with `descriptors: true` (effect-amp/node)"
 
 /** @internal */
 export const setUnavailableReason = (reason: string): void => {

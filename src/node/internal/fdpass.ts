@@ -19,7 +19,7 @@ export interface FdPass {
   readonly pipe: () => [number, number]
 }
 
-const HOW_TO_ENABLE = "descriptor passing needs effect-amp's native addon (native/fdpass.c), which was not built " +
+const HOW_TO_ENABLE = "passing file descriptors needs a transport that carries them, and so effect-amp's native addon (native/fdpass.c), which was not built " +
   "when the package was installed (no C compiler, make or Python 3?). To enable it: install them " +
   "(Debian: apt-get install build-essential python3), then run `npm rebuild effect-amp`"
 
@@ -29,6 +29,11 @@ let failure: string | undefined
 /** The addon, or `undefined` (then {@link whyUnavailable} says why). */
 export const fdpass = (): FdPass | undefined => {
   if (loaded !== undefined || failure !== undefined) return loaded
+  if (process.env.EFFECT_AMP_NATIVE === "skip") {
+    failure = `${HOW_TO_ENABLE} (EFFECT_AMP_NATIVE=skip is set: the addon is not loaded)`
+    setUnavailableReason(failure)
+    return undefined
+  }
   try {
     // dist/node/internal and src/node/internal both sit three levels under the package root.
     loaded = createRequire(import.meta.url)("../../../native/build/Release/fdpass.node") as FdPass
