@@ -103,6 +103,9 @@ export class FdSocket extends Duplex {
       // A view into the chunk would keep 64 KiB alive per small read: copy short reads.
       const chunk = n < READ_SIZE / 4 ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n)
       if (!this.push(chunk)) this.wantRead = false
+      // A short read has most likely emptied the socket: the (level-triggered) poll says when there is more,
+      // which saves the read that would only say EAGAIN (libuv reads so too).
+      if (n < READ_SIZE) break
     }
     this.update()
   }
@@ -120,7 +123,7 @@ export class FdSocket extends Duplex {
   private flush(): void {
     while (this.queue.length > 0 && !this.shut) {
       const item = this.queue[0]!
-      if (this.sending.length === 0) this.sending = this.port.takeStaged(MAX_FDS_PER_MESSAGE)
+      if (this.sending.length === 0 && this.port.stagedCount() > 0) this.sending = this.port.takeStaged(MAX_FDS_PER_MESSAGE)
       const fds = this.sending.length > 0 ? Int32Array.from(this.sending) : null
       // More descriptors waiting than one message holds: this one rides on a single byte, the rest on the next.
       const limit = fds !== null && this.port.stagedCount() > 0 ? 1 : -1
