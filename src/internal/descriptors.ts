@@ -7,8 +7,7 @@
  * encoding of a box's fields (and the decoding of a received box) inside
  * {@link encoding} / {@link decoding}, which make the connection's channel
  * the current one for that synchronous call. Nothing else sees it.
- *
- * @internal
+ * (Not part of the public API: only `Transport.descriptors` names its type.)
  */
 
 /** A connection's descriptor bookkeeping (Twisted's `_DescriptorExchanger`). */
