@@ -157,6 +157,8 @@ export interface Boundary {
   readonly switchTo: Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched>
   /** Whether TLS has started (or is being prepared) on this connection. */
   readonly isTlsActive: () => boolean
+  /** Whether the transport can start TLS at all (see `Transport.canStartTls`). */
+  readonly canStartTls: boolean
 }
 
 /**
@@ -554,7 +556,8 @@ export const make = (
           Effect.tap(() => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))))
         )
       }),
-      isTlsActive: () => tlsStarted || tlsHeld !== undefined
+      isTlsActive: () => tlsStarted || tlsHeld !== undefined,
+      canStartTls: transport.canStartTls === true
     }
 
     const closeWith = (reason: ConnectionEnded) =>

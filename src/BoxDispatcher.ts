@@ -54,9 +54,10 @@ import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
-import { Responders, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
+import { Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
 import * as Descriptors from "./internal/descriptors.js"
+import * as SelfSigned from "./internal/selfSignedCertificate.js"
 import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
 
 /** Options of {@link make}. */
@@ -74,9 +75,20 @@ export interface Options {
    * throughput and reach no one.
    */
   readonly tracing?: boolean
+  /**
+   * Answer a peer's StartTLS that no responder of ours handles, as Twisted's
+   * default responder does: TLS with a throwaway self-signed certificate
+   * (encrypted, not authenticated; the peer sees CN `effect-amp`). Only on a
+   * transport that can start TLS (a socket, not a pipe); elsewhere, or when
+   * `false`, such a StartTLS is answered `UNHANDLED`. Default `true`.
+   */
+  readonly defaultStartTls?: boolean
 }
 
 type End = ConnectionEnded | ProtocolSwitched
+
+/** Twisted's `_defaultStartTLSResponder`: TLS with a certificate made for the process, shared by its connections. */
+const defaultStartTlsResponder: Command.Responder<Amp> = respondKind(StartTLS, () => Effect.sync(SelfSigned.forProcess))
 
 /** Effect's default tracer: spans made with it are only seen by code that asks for the current span. */
 const builtInTracer = Effect.runSync(Effect.tracer)
@@ -193,6 +205,7 @@ const build = (
 ): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
+    const defaultStartTls = options?.defaultStartTls !== false && protocol.boundary.canStartTls
     const fds = protocol.descriptors
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
@@ -561,6 +574,7 @@ const build = (
       const ask = box.get("_ask")
       const responder = responderFor(nameBytes)
       if (responder === undefined) {
+        if (defaultStartTls && bytesToByteString(nameBytes) === StartTLS.name) return answerStartTls(defaultStartTlsResponder, ask)
         const name = JSON.stringify(bytesToByteString(nameBytes))
         if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${name}`)
         sm?.unhandled()

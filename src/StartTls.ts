@@ -8,9 +8,11 @@
  * that answers starts it right after sending the answer. TLS roles follow the
  * connection: whoever connected is the TLS client.
  *
- * Without a StartTLS responder, a peer's StartTLS is answered `UNHANDLED`
- * (Twisted would answer and then attempt TLS with no certificate, which
- * cannot complete as a TLS server).
+ * Without a StartTLS responder, a peer's StartTLS on a socket is answered as
+ * Twisted's default responder does: TLS with a throwaway self-signed
+ * certificate (CN `effect-amp`), encrypted but not authenticated. On a pipe
+ * or in memory, or with the dispatcher option `defaultStartTls: false`, it is
+ * answered `UNHANDLED`.
  *
  * @since 0.1.0
  */

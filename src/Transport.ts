@@ -141,6 +141,13 @@ export interface Transport {
    * `incoming` of the transport ends and `write` is refused.
    */
   readonly detach: (leftover: Uint8Array) => Effect.Effect<RawConnection, TransportUnsupported>
+  /**
+   * Whether `startTls` can work here: a socket can, a pipe or an in-memory
+   * pair cannot. Default `false`. Only where it can does the dispatcher answer
+   * a peer's StartTLS that no responder of ours handles (Twisted's default
+   * responder); elsewhere that StartTLS is `UNHANDLED`.
+   */
+  readonly canStartTls?: boolean
   readonly info: () => ConnectionInfo
   /**
    * Optional capability: file descriptors beside the bytes (SCM_RIGHTS on a

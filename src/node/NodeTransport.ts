@@ -808,6 +808,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       writable,
       close,
       startTls,
+      canStartTls: socket !== undefined && phase === "plain",
       detach,
       info
     }
