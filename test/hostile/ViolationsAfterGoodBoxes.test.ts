@@ -27,9 +27,6 @@ const expectSumAnswers = (boxes: ReadonlyArray<{ getText: (k: string) => string 
   expect(got).toEqual(Array.from({ length: n }, (_, i) => [String(i + 1), String(i + 1000)]))
 }
 
-/** The first bytes of a TLS ClientHello: what a client that asked for StartTLS writes next. */
-const clientHello = Uint8Array.of(0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, ...new Array(32).fill(0x5a))
-
 describe.each<ServerKind>(["effect-amp", "twisted"])("%s: violations after good boxes", (kind) => {
   it("100 Sum asks then a key length of 256, in one write: all 100 answers, then the close", async () => {
     const { boxes, ending } = await sendAndWaitForClose(kind, concat([...sums(100), keyLength(256), new Uint8Array(8).fill(0x6b)]))
