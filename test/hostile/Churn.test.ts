@@ -1,10 +1,12 @@
 /**
  * Connection churn: thousands of short connections, some closed mid-box,
  * some reset, in bounded time. The server answers every whole call, keeps
- * answering, and a second churn as large as the first leaves its RSS where
- * the first left it. Comparing two equal churns, not the start with the end,
- * keeps the allocator's high-water mark and a lazy GC under a loaded machine
- * out of the figure; a per-connection leak shows in both.
+ * answering, and further churns as large as the first leave its RSS where
+ * the first left it. Comparing equal churns, not the start with the end,
+ * keeps the allocator's high-water mark out of the figure; and a lazy GC on
+ * a loaded machine can still grow the heap once (seen: +16 MiB in one of two
+ * churns), so the bound is on the smaller growth of two further churns. A
+ * per-connection leak shows in every churn.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as net from "node:net"
@@ -13,8 +15,8 @@ import { ask, MiB, prng, rawClient, sleep, startServe, sumOnce } from "../suppor
 
 const CONNECTIONS = 2000
 const AT_ONCE = 40
-/** RSS the second churn may add over the first (a 12 KiB-per-connection leak adds 23 MiB). */
-const RSS_KEPT = 16 * MiB
+/** RSS a churn may add over the one before, in the better of two (a 12 KiB-per-connection leak adds 23 MiB to each). */
+const RSS_KEPT = 12 * MiB
 
 type Kind = "call" | "midBox" | "reset"
 
@@ -66,18 +68,23 @@ describe("connection churn", () => {
     const first = await churn(server.port, CONNECTIONS, 1) // also the warm-up: code paths, pools, heap size
     expect(first.wrong).toEqual([])
     await sleep(1500)
-    const rss0 = server.rss()
-    const { calls, wrong } = await churn(server.port, CONNECTIONS, 20261201)
-    expect(wrong).toEqual([])
-    expect(calls).toBeGreaterThan(CONNECTIONS / 2)
+    const rss = [server.rss()]
+    for (const seed of [20261201, 20261202]) {
+      const { calls, wrong } = await churn(server.port, CONNECTIONS, seed)
+      expect(wrong).toEqual([])
+      expect(calls).toBeGreaterThan(CONNECTIONS / 2)
+      await sleep(1500)
+      rss.push(server.rss())
+    }
     // The long-lived connection was never disturbed, and new ones are answered.
     await witness.write(ask("Sum", "w", { a: "40", b: "2" }))
     await witness.until(() => witness.boxes.length === 1, 5000, "the witness's answer")
     expect(witness.boxes[0]!.getText("total")).toBe("42")
     expect(await sumOnce(server.port, 1n, 1n)).toBe("2")
-    await sleep(1500)
-    const kept = server.rss() - rss0
-    expect(kept, `server RSS grew ${(kept / MiB).toFixed(1)} MiB over a second churn of ${CONNECTIONS}`).toBeLessThan(RSS_KEPT)
+    const grew = [rss[1]! - rss[0]!, rss[2]! - rss[1]!]
+    const kept = Math.min(...grew)
+    const figures = grew.map((g) => `${(g / MiB).toFixed(1)} MiB`).join(", then ")
+    expect(kept, `server RSS grew ${figures} over two more churns of ${CONNECTIONS}`).toBeLessThan(RSS_KEPT)
     expect(server.child.exitCode).toBeNull()
   }, 60_000)
 })
