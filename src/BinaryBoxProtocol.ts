@@ -24,6 +24,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -51,6 +52,10 @@ import type { ConnectionEnded } from "./AmpError.js"
 import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
 import type { DescriptorChannel } from "./internal/descriptors.js"
+import { lazyField } from "./internal/lazyField.js"
+
+/** Protocols whose `boxes` is made on first read (see internal/lazyField). */
+const withBoxes = lazyField("boxes")
 
 /**
  * Where received boxes go (Twisted's `IBoxReceiver`).
@@ -421,52 +426,41 @@ export const make = (
         Effect.flatMap(Deferred.await(endDeferred), (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
       )
 
-    const reader = (r: BoxReceiver, inline: boolean) =>
-      Effect.gen(function*() {
-        const clock = yield* Effect.clock
-        // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
-        const take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ReadError> = transport.takeChunks ??
-          Effect.matchEffect(yield* Scope.extend(Stream.toPull(transport.incoming), scope), {
-            onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
-            onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
-          })
-        for (;;) {
-          const pulled = yield* Effect.either(take)
-          if (pulled._tag === "Left") return finish(pulled.left)
-          if (pulled.right === undefined) {
-            // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
-            try {
-              decoder.end()
-            } catch (e) {
-              if (!isDecodeError(e)) throw e
-              return finish(e)
-            }
-            return finish(new ConnectionLost({ reason: "closed" }))
-          }
-          let completed = false
-          for (const bytes of pulled.right) {
-            metrics?.received(bytes.length)
-            decoder.push(bytes)
+    /**
+     * Reads, decodes and delivers boxes until the connection ends. A chain of effects, not
+     * Effect.gen: it lives as long as the connection, and a generator per connection keeps
+     * its registers, its function and a prototype and shape of its own alive with it.
+     */
+    const reader = (r: BoxReceiver, inline: boolean): Effect.Effect<void> =>
+      Effect.flatMap(Effect.clock, (clock) => {
+        /** Delivers what the decoder holds, then pushes `chunks` from `next` on, box by box; then reads again. */
+        const work = (chunks: ReadonlyArray<Uint8Array>, next: number, completed: boolean): Effect.Effect<void> => {
+          for (;;) {
             for (;;) {
               let box: AmpBox | undefined
               try {
                 box = decoder.next()
               } catch (e) {
                 // Twisted drops the connection on a key length over 255; so do we, after the boxes before it.
-                return yield* refuse(e)
+                return refuse(e)
               }
               if (box === undefined) break
               completed = true
               // Backpressure: past the transport's high-water mark, no new box is dispatched until it drains.
               if (isBlocked()) {
-                const drained = yield* Effect.either(writable)
-                if (drained._tag === "Left") return finish(drained.left)
+                const ready = box
+                return Effect.flatMap(Effect.either(writable), (drained) =>
+                  drained._tag === "Left" ? Effect.sync(() => finish(drained.left)) : deliver(ready, chunks, next))
               }
               if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
-              if (hold !== undefined) yield* (inline ? untilEnd(hold) : hold)
-              if (switched || endReason !== undefined) return
+              if (hold !== undefined) return Effect.flatMap(inline ? untilEnd(hold) : hold, () => goOn(chunks, next))
+              if (switched || endReason !== undefined) return Effect.void
             }
+            if (next === chunks.length) break
+            const bytes = chunks[next++]!
+            metrics?.received(bytes.length)
+            decoder.push(bytes)
           }
           if (!decoder.midBox) {
             if (partialSince !== undefined) {
@@ -477,10 +471,50 @@ export const make = (
             partialSince = clock.unsafeCurrentTimeMillis()
             if (partialBoxMillis !== Infinity) {
               sweeper ??= sweeperFor(clock, partialBoxMillis)
-              if (sweeper.add(watched)) yield* Effect.forkDaemon(sweeper.sweep)
+              if (sweeper.add(watched)) return Effect.zipRight(Effect.forkDaemon(sweeper.sweep), read)
             }
           }
+          return read
         }
+        /** `box` once the transport has drained. */
+        const deliver = (box: AmpBox, chunks: ReadonlyArray<Uint8Array>, next: number): Effect.Effect<void> => {
+          if (trace !== undefined) trace("received", box)
+          const hold = r.ampBoxReceived(box)
+          if (hold !== undefined) return Effect.flatMap(inline ? untilEnd(hold) : hold, () => goOn(chunks, next))
+          return goOn(chunks, next)
+        }
+        const goOn = (chunks: ReadonlyArray<Uint8Array>, next: number): Effect.Effect<void> =>
+          switched || endReason !== undefined ? Effect.void : work(chunks, next, true)
+        const received = (pulled: Either.Either<ReadonlyArray<Uint8Array> | undefined, ReadError>): Effect.Effect<void> => {
+          if (pulled._tag === "Left") return Effect.sync(() => finish(pulled.left))
+          if (pulled.right === undefined) {
+            // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
+            try {
+              decoder.end()
+            } catch (e) {
+              if (!isDecodeError(e)) throw e
+              finish(e)
+              return Effect.void
+            }
+            finish(new ConnectionLost({ reason: "closed" }))
+            return Effect.void
+          }
+          return work(pulled.right, 0, false)
+        }
+        // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
+        let read: Effect.Effect<void>
+        if (transport.takeChunks !== undefined) {
+          read = Effect.flatMap(Effect.either(transport.takeChunks), received)
+          return read
+        }
+        return Effect.flatMap(Scope.extend(Stream.toPull(transport.incoming), scope), (pull) => {
+          const take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ReadError> = Effect.matchEffect(pull, {
+            onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
+            onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
+          })
+          read = Effect.flatMap(Effect.either(take), received)
+          return read
+        })
       })
 
     /** Takes `r` as the receiver: the reader to run, or undefined when the connection has ended already. */
@@ -522,7 +556,6 @@ export const make = (
       return Mailbox.toStream(mailbox)
     }).pipe(Stream.unwrap)
 
-    let boxes: Stream.Stream<AmpBox, End> | undefined
 
     // --- boundaries ----------------------------------------------------------
     const boundary: Boundary = {
@@ -582,24 +615,22 @@ export const make = (
       })
     )
 
-    return {
+    // `boxes` is made when first read: the dispatcher receives boxes itself, and a Stream costs per connection.
+    const protocol: BinaryBoxProtocol = withBoxes({
       sendBox,
       unsafeSendBox,
       isBlocked,
       writable,
       startReceivingBoxes,
       receiveBoxes,
-      // Made when first asked for: the dispatcher receives boxes itself, and a Stream costs per connection.
-      get boxes() {
-        return boxes ??= makeBoxes()
-      },
       ended: Deferred.await(endDeferred),
       close,
       closeWith,
       info: () => transport.info(),
       descriptors: transport.descriptors,
       boundary
-    } satisfies BinaryBoxProtocol
+    }, makeBoxes)
+    return protocol
   })
 
 /**

@@ -17,7 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { ListenError } from "../AmpError.js"
 import type { TlsOptions, Transport } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
@@ -282,27 +282,37 @@ export const listen = <E, R>(
       drainTimeout
     })
 
+    // One scope and one onExit, not Effect.scoped then Effect.ensuring: each of those keeps an
+    // uninterruptible region (its frames and closures) alive for as long as the connection lives.
     const serve = (socket: net.Socket, entry: Live): Effect.Effect<void, never, Exclude<R, Scope.Scope>> =>
-      Effect.scoped(
-        Effect.flatMap(
-          (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
-            ...options?.transport,
-            ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
-            role: "server",
-            kind: address._tag,
-            ...(address._tag === "unix" ? { localAddress: where } : {})
-          }),
-          (transport) => handler(transport, connectionOf(entry))
-        )
-      ).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`connection handler failed ${peerOf(socket)}`, cause)
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          serving--
-          live.delete(entry)
-          if (!socket.destroyed) socket.destroy()
-        })),
+      Effect.flatMap(Scope.make(), (scope) =>
+        Effect.onExit(
+          Effect.catchAllCause(
+            Scope.extend(
+              Effect.flatMap(
+                (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
+                  ...options?.transport,
+                  ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
+                  role: "server",
+                  kind: address._tag,
+                  ...(address._tag === "unix" ? { localAddress: where } : {})
+                }),
+                (transport) => handler(transport, connectionOf(entry))
+              ),
+              scope
+            ),
+            (cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`connection handler failed ${peerOf(socket)}`, cause)
+          ),
+          (exit) =>
+            Effect.zipRight(
+              Scope.close(scope, exit),
+              Effect.sync(() => {
+                serving--
+                live.delete(entry)
+                if (!socket.destroyed) socket.destroy()
+              })
+            )
+        )).pipe(
         // Once bound, `runServing` carries the annotation: no per-connection FiberRef frame.
         (effect) => runServing === undefined ? Effect.annotateLogs(effect, { server: where }) : effect
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>

@@ -27,6 +27,7 @@ import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -40,6 +41,10 @@ import type {
   TlsUpgrade,
   Transport
 } from "../Transport.js"
+import { lazyField } from "../internal/lazyField.js"
+
+/** Transports whose `incoming` is made on first read (see internal/lazyField). */
+const withIncoming = lazyField("incoming")
 
 /**
  * Options of {@link fromSocket} and {@link fromStreams}.
@@ -401,8 +406,8 @@ interface Internals {
   readonly socket: () => Duplex | undefined
 }
 
-/** What each transport of this module keeps behind its interface. */
-const internals = new WeakMap<Transport, Internals>()
+/** What each transport of this module keeps behind its interface (made when asked for: tests and RawDuplex ask). */
+const internals = new WeakMap<Transport, () => Internals>()
 
 interface Io {
   /** The socket, when reading and writing share one (TCP, UNIX, TLS). StartTLS needs one. */
@@ -411,8 +416,9 @@ interface Io {
   readonly output: Writable
 }
 
+// Not Effect.gen: a generator function made per connection keeps a prototype and a shape of its own alive with it.
 const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.flatMap(Effect.scope, (scope) => {
     const kind = options.kind ?? (io.socket ? guessKind(io.socket) : "stream")
     if (io.socket instanceof net.Socket && options.noDelay !== false) io.socket.setNoDelay(true)
     const writeHighWaterMark = options.writeHighWaterMark ?? MiB
@@ -442,7 +448,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
     let handshakeTimer: ReturnType<typeof setTimeout> | undefined
     let closing = false
     let detached = false
-    const closed = yield* Deferred.make<void>()
+    const closed = Deferred.unsafeMake<void>(FiberId.none)
 
     const failHandshake = (error: TlsError | PeerVerifyError | ConnectionLost) => {
       if (handshakeTimer !== undefined) clearTimeout(handshakeTimer)
@@ -793,15 +799,8 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       ...(session !== undefined ? { tls: session } : {})
     })
 
-    // Scope.addFinalizer, not Effect.addFinalizer: closing needs none of this fiber's refs, and keeping them costs per connection.
-    yield* Scope.addFinalizer(yield* Effect.scope, close)
-
-    let incoming: Stream.Stream<Uint8Array, ReadError> | undefined
-    const transport: Transport = {
-      // Made when first asked for: the box protocol takes chunks, and a Stream costs about a kilobyte per connection.
-      get incoming() {
-        return incoming ??= inbox.stream()
-      },
+    // `incoming` is made when first read: the box protocol takes chunks, and a Stream costs about a kilobyte per connection.
+    const transport: Transport = withIncoming({
       takeChunks: inbox.take,
       write,
       writev,
@@ -811,13 +810,14 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       canStartTls: socket !== undefined && phase === "plain",
       detach,
       info
-    }
-    internals.set(transport, {
+    }, () => inbox.stream())
+    internals.set(transport, () => ({
       detachToDuplex,
       readState: () => ({ ...inbox.size, paused: inbox.isPaused }),
       socket: () => socket
-    })
-    return transport
+    }))
+    // Scope.addFinalizer, not Effect.addFinalizer: closing needs none of this fiber's refs, and keeping them costs per connection.
+    return Effect.as(Scope.addFinalizer(scope, close), transport)
   })
 
 /**
@@ -860,7 +860,7 @@ export const fromStreams = (
  */
 export const detachToDuplex = (transport: Transport, leftover: Uint8Array): Effect.Effect<Duplex, TransportUnsupported> =>
   Effect.suspend(() => {
-    const inner = internals.get(transport)
+    const inner = internals.get(transport)?.()
     return inner === undefined
       ? Effect.fail(new TransportUnsupported({ operation: "detachToDuplex", transport: transport.info().kind }))
       : inner.detachToDuplex(leftover)
@@ -876,7 +876,7 @@ export const detachToDuplex = (transport: Transport, leftover: Uint8Array): Effe
 export const readState = (
   transport: Transport
 ): { readonly chunks: number; readonly bytes: number; readonly paused: boolean } | undefined =>
-  internals.get(transport)?.readState()
+  internals.get(transport)?.().readState()
 
 /**
  * The Node socket under the transport right now (the `TLSSocket` after
@@ -886,4 +886,4 @@ export const readState = (
  *
  * @since 0.1.0
  */
-export const socketOf = (transport: Transport): Duplex | undefined => internals.get(transport)?.socket()
+export const socketOf = (transport: Transport): Duplex | undefined => internals.get(transport)?.().socket()
