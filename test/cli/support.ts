@@ -7,6 +7,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
+import { spawnScoped } from "../support/child.js"
 import type * as Scope from "effect/Scope"
 
 export const root = path.join(import.meta.dirname, "..", "..")
@@ -57,15 +58,7 @@ export interface Running {
 /** Starts `effect-amp ARGS`, waits for its first line; killed when the scope closes. */
 export const start = (args: ReadonlyArray<string>): Effect.Effect<Running, Error, Scope.Scope> =>
   Effect.gen(function*() {
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", main, ...args], { cwd: root })),
-      (c) =>
-        Effect.async<void>((resume) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
-          c.once("exit", () => resume(Effect.void))
-          c.kill("SIGKILL")
-        })
-    )
+    const child = yield* spawnScoped(() => spawn(process.execPath, ["--import", "tsx", main, ...args], { cwd: root }))
     let stderr = ""
     const lines: Array<string> = []
     let first: string | undefined

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
+import { spawnScoped } from "../support/child.js"
 import { startPeer } from "../support/twisted.js"
 
 const root = path.join(import.meta.dirname, "..", "..")
@@ -17,20 +18,10 @@ const CLIENT = path.join(import.meta.dirname, "peers", "divide_client.py")
 
 /** `effect-amp serve --port 0`, stopped with the scope; its address as `tcp:HOST:PORT`. */
 const serve = Effect.gen(function*() {
-  const child = yield* Effect.acquireRelease(
-    Effect.sync(() =>
-      spawn(process.execPath, ["--import", "tsx", path.join(root, "src", "cli", "main.ts"), "serve", "--port", "0"], {
+  const child = yield* spawnScoped(() => spawn(process.execPath, ["--import", "tsx", path.join(root, "src", "cli", "main.ts"), "serve", "--port", "0"], {
         cwd: root,
         stdio: ["ignore", "pipe", "inherit"]
-      })
-    ),
-    (c) =>
-      Effect.async<void>((resume) => {
-        if (c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
-        c.once("exit", () => resume(Effect.void))
-        c.kill("SIGKILL")
-      })
-  )
+      }))
   const lines = readline.createInterface({ input: child.stdout! })
   const first = yield* Effect.async<string>((resume) => {
     lines.once("line", (l) => resume(Effect.succeed(l)))

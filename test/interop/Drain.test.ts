@@ -13,6 +13,7 @@ import { spawn } from "node:child_process"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
+import { spawnScoped } from "../support/child.js"
 import { requireTwisted, startPeer } from "../support/twisted.js"
 
 const root = path.join(import.meta.dirname, "..", "..")
@@ -22,17 +23,7 @@ const CLIENT = path.join(import.meta.dirname, "peers", "drain_client.py")
 /** The fixture server, with its stdout as lines; SIGKILLed with the scope if still running. */
 const startServer = (drainTimeoutMillis: number, expected: number) =>
   Effect.gen(function*() {
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        spawn(process.execPath, ["--import", "tsx", SERVER, String(drainTimeoutMillis), String(expected)], { cwd: root })
-      ),
-      (c) =>
-        Effect.async<void>((resume) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
-          c.once("exit", () => resume(Effect.void))
-          c.kill("SIGKILL")
-        })
-    )
+    const child = yield* spawnScoped(() => spawn(process.execPath, ["--import", "tsx", SERVER, String(drainTimeoutMillis), String(expected)], { cwd: root }))
     let stderr = ""
     child.stderr.on("data", (d) => (stderr += String(d)))
     const lines: Array<string> = []

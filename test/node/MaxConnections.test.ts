@@ -9,6 +9,7 @@ import { spawn } from "node:child_process"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
+import { spawnScoped } from "../support/child.js"
 import * as Logger from "effect/Logger"
 import * as Demo from "../../src/cli/Demo.js"
 import * as Responders from "../../src/Responders.js"
@@ -104,15 +105,7 @@ const main = path.join(root, "src", "cli", "main.ts")
 /** `effect-amp serve ARGS`, with its output; killed with the scope. */
 const startServe = (args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", main, "serve", ...args], { cwd: root })),
-      (c) =>
-        Effect.async<void>((resume) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
-          c.once("exit", () => resume(Effect.void))
-          c.kill("SIGKILL")
-        })
-    )
+    const child = yield* spawnScoped(() => spawn(process.execPath, ["--import", "tsx", main, "serve", ...args], { cwd: root }))
     const stdout = collect(child.stdout)
     const stderr = collect(child.stderr)
     const first = yield* Effect.async<string>((resume) => {

@@ -1,0 +1,19 @@
+/**
+ * A child process tied to the test's Scope: when the scope closes, it is
+ * killed (SIGKILL) and its exit awaited, so no test leaves a process behind.
+ */
+import type { ChildProcess } from "node:child_process"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+
+/** Waits for `child` to exit, killing it first if it still runs. */
+export const killAndWait = (child: ChildProcess): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    child.kill("SIGKILL")
+  })
+
+/** The child `start` spawns, killed and awaited when the scope closes. */
+export const spawnScoped = <C extends ChildProcess>(start: () => C): Effect.Effect<C, never, Scope.Scope> =>
+  Effect.acquireRelease(Effect.sync(start), killAndWait)
