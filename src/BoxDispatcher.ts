@@ -54,7 +54,7 @@ import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
-import { Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
+import { isAnswerThenClose, Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
 import * as Descriptors from "./internal/descriptors.js"
 import * as SelfSigned from "./internal/selfSignedCertificate.js"
@@ -359,7 +359,9 @@ const build = (
      * Sends the answer box; a response that cannot be encoded (a field the command
      * does not allow, or a value over AMP's limits) is returned instead, as `BadLocalReturn`.
      */
-    const sendAnswer = (command: Command.Any, ask: Uint8Array, response: unknown): BadLocalReturn | undefined => {
+    const sendAnswer = (command: Command.Any, ask: Uint8Array, result: unknown): BadLocalReturn | undefined => {
+      const thenClose = isAnswerThenClose(result)
+      const response = thenClose ? result.response : result
       const out = new BoxBuilder()
       const bad = (detail: string) => new BadLocalReturn({ command: command.name, detail })
       try {
@@ -370,14 +372,29 @@ const build = (
       }
       out.set("_answer", ask)
       const refused = emit(out.build())
-      if (refused === undefined) sm?.ok(command.name)
-      return refused === undefined ? undefined : bad(refused.message)
+      if (refused !== undefined) return bad(refused.message)
+      sm?.ok(command.name)
+      // Twisted's QuitBox: the answer is queued, and a close writes what is queued first.
+      if (thenClose) closeAfterAnswer()
+      return undefined
     }
 
     /** A command that requires no answer succeeded. */
-    const succeeded = (command: Command.Any): Effect.Effect<void> => {
+    const succeeded = (command: Command.Any, result: unknown): void => {
       sm?.ok(command.name)
-      return Effect.void
+      if (isAnswerThenClose(result)) closeAfterAnswer()
+    }
+
+    let quitting = false
+    /**
+     * Closes the connection after an `answerThenClose`. Forked, as it may be the reader's own
+     * turn; the close begins at once (the connection's end is set before the reader takes the
+     * next box), so no later command is dispatched.
+     */
+    const closeAfterAnswer = (): void => {
+      if (quitting) return
+      quitting = true
+      runFork(protocol.close)
     }
 
     const answer = (command: Command.Any, ask: Uint8Array, response: unknown): Effect.Effect<void> => {
@@ -463,7 +480,7 @@ const build = (
     ) =>
       Effect.matchCauseEffect(result, {
         onFailure: (cause) => (self?.abandoned ? Effect.void : answerFailure(command, ask, cause)),
-        onSuccess: (response) => (self?.abandoned ? Effect.void : ask === undefined ? succeeded(command) : answer(command, ask, response))
+        onSuccess: (response) => (self?.abandoned ? Effect.void : ask === undefined ? Effect.sync(() => succeeded(command, response)) : answer(command, ask, response))
       })
 
     const handle = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined, self: Running): Effect.Effect<void, never, Amp> => {
@@ -483,7 +500,7 @@ const build = (
         if (!(args instanceof MalformedAmpBox)) {
           const result = invoke(responder, args)
           if (Exit.isExit(result) && Exit.isSuccess(result)) {
-            if (ask === undefined) sm?.ok(responder.command.name)
+            if (ask === undefined) succeeded(responder.command, result.value)
             const bad = ask === undefined ? undefined : sendAnswer(responder.command, ask, result.value)
             if (bad !== undefined) runFork(answerFailure(responder.command, ask, Cause.fail(bad)))
             return

@@ -41,7 +41,10 @@ export type Responders = Registry
  * @example
  * const sum = Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
  */
-export const respond = <C extends Command.Any, Eff extends Effect.Effect<Command.Response<C>, any, any>>(
+export const respond = <
+  C extends Command.Any,
+  Eff extends Effect.Effect<Command.Response<C> | AnswerThenClose<Command.Response<C>>, any, any>
+>(
   command: C,
   // The whole Effect type is inferred, so branches failing with different errors need no annotation.
   handler: (args: Command.Arguments<C>) => Eff
@@ -50,6 +53,40 @@ export const respond = <C extends Command.Any, Eff extends Effect.Effect<Command
   command,
   handle: handler as unknown as (args: Record<string, unknown>) => Effect.Effect<unknown, unknown, Effect.Effect.Context<Eff>>
 })
+
+const AnswerThenCloseTypeId: unique symbol = Symbol.for("effect-amp/AnswerThenClose")
+
+/**
+ * A response to send, after which the connection is closed (see {@link answerThenClose}).
+ *
+ * @since 0.1.0
+ */
+export interface AnswerThenClose<A> {
+  readonly [AnswerThenCloseTypeId]: typeof AnswerThenCloseTypeId
+  readonly response: A
+}
+
+/**
+ * Answers with `response`, then closes the connection once the answer is
+ * written, as Twisted's `QuitBox` does (ampoule's `Shutdown` answers so).
+ * The peer gets the answer, then the end of the connection; commands that
+ * arrived after this one are not dispatched. For a command with
+ * `requiresAnswer: false`, only the close.
+ *
+ * @example
+ * const shutdown = Responders.respond(Shutdown, () => Effect.succeed(Responders.answerThenClose({})))
+ *
+ * @since 0.1.0
+ */
+export const answerThenClose = <A>(response: A): AnswerThenClose<A> => ({ [AnswerThenCloseTypeId]: AnswerThenCloseTypeId, response })
+
+/**
+ * Whether a responder's result is an {@link answerThenClose}.
+ *
+ * @since 0.1.0
+ */
+export const isAnswerThenClose = (u: unknown): u is AnswerThenClose<unknown> =>
+  typeof u === "object" && u !== null && AnswerThenCloseTypeId in u
 
 /** @internal responder for a connection-changing command; `handle` returns what the kind needs. */
 export const respondKind = <C extends Command.Any, E, R, Out>(

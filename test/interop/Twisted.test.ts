@@ -151,6 +151,13 @@ describe("interop with a live Twisted", () => {
         expect((yield* amp.ended)._tag).toBe("ConnectionLost")
       }).pipe(Effect.provide(Responders.none)))
 
+    it.scopedLive("a QuitBox answer (Twisted's Quit responder): the answer, then the connection ends", () =>
+      Effect.gen(function*() {
+        const amp = yield* twistedServer()
+        expect(yield* amp.callRemote(C.Quit, {})).toEqual({ bye: "so long" })
+        expect((yield* amp.ended)._tag).toBe("ConnectionLost")
+      }).pipe(Effect.provide(Responders.none)))
+
     it.scopedLive("an unknown command is UNHANDLED", () =>
       Effect.gen(function*() {
         const amp = yield* twistedServer()
@@ -343,6 +350,12 @@ describe("interop with a live Twisted", () => {
     it.scopedLive("a switch we refuse leaves AMP usable for Twisted", () =>
       Effect.gen(function*() {
         expect(yield* twistedClient(["switch-refused"], { lines: 2 })).toEqual([{ refused: "not today" }, { total: 2 }])
+      }))
+
+    it.scopedLive("answerThenClose, as Twisted's QuitBox: Twisted gets the answer, then the close; a Sum sent after Quit fails", () =>
+      Effect.gen(function*() {
+        // Twisted's own server would answer that Sum, because it came in the same read (where we differ, README).
+        expect(yield* twistedClient(["quit"])).toEqual([{ bye: "so long", after: "ConnectionDone", closed: true }])
       }))
 
     it.scopedLive("we drop the connection: Twisted's outstanding calls all fail", () =>

@@ -49,6 +49,7 @@ export const Secure = Command.make("Secure", { response: { tls: Argument.Boolean
 export const SwitchToEcho = ProtocolSwitch.make("SwitchToEcho")
 export const SwitchRefused = ProtocolSwitch.make("SwitchRefused", { errors: { REFUSED: Refused } })
 export const Disconnect = Command.make("Disconnect")
+export const Quit = Command.make("Quit", { response: { bye: Argument.Unicode } })
 
 /** Our responders for every command above. */
 export const responders = (tls?: TlsOptions) => {
@@ -87,6 +88,7 @@ export const responders = (tls?: TlsOptions) => {
         }).pipe(Effect.ignore)
       )),
     ProtocolSwitch.respond(SwitchRefused, () => Effect.fail(new Refused({ description: "not today" }))),
+    Responders.respond(Quit, () => Effect.succeed(Responders.answerThenClose({ bye: "so long" }))),
     Responders.respond(Disconnect, () => Effect.flatMap(Amp, (amp) => amp.close).pipe(Effect.zipRight(Effect.never)))
   )
 }

@@ -54,6 +54,7 @@ Scripts (NAME [ARG] -> lines printed)
   switch-refused       SwitchRefused -> {"refused": "not today"}, then Sum -> {"total": 2}
   disconnect           Disconnect -> {"lost": "<exception type>"}
   lose-while-waiting   10 Delay(60 s) calls, then Disconnect -> {"failures": [10 type names]}
+  quit                 Quit (a QuitBox) and a Sum in the same write -> {"bye", "after": how the Sum ended, "closed": true}
 
 JSON form of argument values (echoall input and output)
 -------------------------------------------------------
@@ -221,6 +222,12 @@ class Disconnect(amp.Command):
     pass
 
 
+class Quit(amp.Command):
+    """Answered with a QuitBox: the answer, then the connection closes (ampoule's Shutdown)."""
+    response = [(b"bye", amp.Unicode())]
+    responseType = amp.QuitBox
+
+
 class EchoProtocol(protocol.Protocol):
     def dataReceived(self, data):
         self.transport.write(data)
@@ -340,6 +347,10 @@ class Peer(amp.AMP):
     @SwitchRefused.responder
     def switch_refused(self):
         raise Refused("not today")
+
+    @Quit.responder
+    def quit(self):
+        return {"bye": "so long"}
 
     @Disconnect.responder
     def disconnect(self):
@@ -475,7 +486,7 @@ def same(a, b):
 # ---------------------------------------------------------------------------
 
 SCRIPTS = {"sum", "echoall", "errors", "fatal", "notify", "pipeline", "delays", "callback", "starttls",
-           "starttls-plain", "switch", "switch-refused", "disconnect", "lose-while-waiting"}
+           "starttls-plain", "switch", "switch-refused", "disconnect", "lose-while-waiting", "quit"}
 
 
 def out(obj):
@@ -578,6 +589,18 @@ def run_script(proto, name, arg, reconnect):
             out({"refused": str(e)})
         r = yield proto.callRemote(Sum, a=1, b=1)
         out({"total": r["total"]})
+    elif name == "quit":
+        # Quit, and a Sum in the same write: the answer to Quit, then the end; the Sum fails.
+        q = proto.callRemote(Quit)
+        later = proto.callRemote(Sum, a=1, b=2)
+        r = yield q
+        try:
+            yield later
+            after = "answered"
+        except Exception as e:
+            after = type(e).__name__
+        yield proto._closed
+        out({"bye": r["bye"], "after": after, "closed": True})
     elif name == "disconnect":
         try:
             yield proto.callRemote(Disconnect)
