@@ -1,13 +1,14 @@
 /**
- * AMP over a process's standard streams: serve a parent (as Twisted process
- * pools such as ampoule drive their workers), or drive a child.
+ * AMP over a process's standard streams: serve a parent that drives us over
+ * stdin/stdout, or drive a child over its stdin/stdout. (On POSIX, ampoule
+ * and Twisted's tools use fds 3 and 4 instead: see `Child`.)
  *
  * Pipes cannot carry StartTLS here (it fails with `TransportUnsupported`);
  * a protocol switch works (`detach`).
  *
  * @since 0.1.0
  */
-import * as childProcess from "node:child_process"
+import type * as childProcess from "node:child_process"
 import type { Readable, Writable } from "node:stream"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -15,8 +16,9 @@ import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
-import { ConnectError } from "../AmpError.js"
+import type { ConnectError } from "../AmpError.js"
 import type { Transport } from "../Transport.js"
+import * as ChildProcesses from "./Child.js"
 import * as NodeTransport from "./NodeTransport.js"
 
 /**
@@ -135,25 +137,6 @@ export interface SpawnOptions {
   readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
 }
 
-/** Waits for `child` to exit, at most `millis` (then `false`). */
-const exited = (child: childProcess.ChildProcess, millis: number): Effect.Effect<boolean> =>
-  Effect.async<boolean>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(true))
-    const onExit = () => {
-      clearTimeout(timer)
-      resume(Effect.succeed(true))
-    }
-    const timer = setTimeout(() => {
-      child.off("exit", onExit)
-      resume(Effect.succeed(false))
-    }, millis)
-    child.once("exit", onExit)
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      child.off("exit", onExit)
-    })
-  })
-
 /**
  * Spawns `command` and speaks over its pipes (kind `child`, peer address
  * `child:PID`). Fails with `ConnectError` (address `child:COMMAND`, reason
@@ -161,63 +144,16 @@ const exited = (child: childProcess.ChildProcess, millis: number): Effect.Effect
  *
  * Closing the scope ends the child's stdin, waits `exitTimeoutMillis` for
  * it to exit, then sends SIGTERM, and SIGKILL after `killTimeoutMillis`.
+ * `Child.spawn` does the same over fds 3/4 (ampoule's way) and reports the exit.
  *
  * @since 0.1.0
  */
-export const spawn: (
+export const spawn = (
   command: string,
   args: ReadonlyArray<string>,
   options?: SpawnOptions
-) => Effect.Effect<Child, ConnectError, Scope.Scope> = Effect.fn("Stdio.spawn")(
-  function*(command: string, args: ReadonlyArray<string>, options?: SpawnOptions) {
-    const child = yield* Effect.acquireRelease(
-      Effect.async<childProcess.ChildProcess, ConnectError>((resume) => {
-        const child = childProcess.spawn(command, [...args], {
-          stdio: ["pipe", "pipe", options?.stderr ?? "inherit"],
-          ...(options?.cwd !== undefined ? { cwd: options.cwd } : {}),
-          ...(options?.env !== undefined ? { env: options.env } : {})
-        })
-        const onSpawn = () => {
-          child.off("error", onError)
-          // Later errors (a failed kill) are not worth a crash; the pipes report the connection's end.
-          child.on("error", () => undefined)
-          resume(Effect.succeed(child))
-        }
-        const onError = (error: NodeJS.ErrnoException) => {
-          child.off("spawn", onSpawn)
-          resume(Effect.fail(
-            new ConnectError({
-              address: `child:${command}`,
-              reason: error.code === "ENOENT" ? "not found" : "other",
-              cause: error
-            })
-          ))
-        }
-        child.once("spawn", onSpawn)
-        child.once("error", onError)
-      }),
-      (child) =>
-        Effect.gen(function*() {
-          child.stdin?.end()
-          // Whatever the child still says is dropped, so that it is never stuck writing to a full pipe.
-          child.stdout?.resume()
-          if (!(yield* exited(child, options?.exitTimeoutMillis ?? 2000))) {
-            child.kill("SIGTERM")
-            if (!(yield* exited(child, options?.killTimeoutMillis ?? 1000))) {
-              child.kill("SIGKILL")
-              yield* exited(child, 5000)
-            }
-          }
-          child.stdin?.destroy()
-          child.stdout?.destroy()
-        })
-    )
-    const t = yield* NodeTransport.fromStreams(child.stdout!, child.stdin!, {
-      ...options?.transport,
-      role: "client",
-      kind: "child",
-      peerAddress: `child:${child.pid}`
-    })
-    return { transport: t, process: child } satisfies Child
-  }
-)
+): Effect.Effect<Child, ConnectError, Scope.Scope> =>
+  Effect.map(
+    ChildProcesses.spawn(command, args, { ...options, channel: { _tag: "stdio" } }),
+    ({ process, transport }): Child => ({ transport, process })
+  )

@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+export * as Child from "./Child.js"
 export * as NodeAmp from "./NodeAmp.js"
 export * as NodeConnect from "./NodeConnect.js"
 export * as NodeServer from "./NodeServer.js"
