@@ -69,6 +69,15 @@ typedef struct {
     }                                                                          \
   } while (0)
 
+/* A call on a handle: its `n` arguments in `argv`, and `h`, the handle in argv[0] (the call
+   returns, with a JS exception, when it is not one). */
+#define HANDLE_ARGS(n)                                                         \
+  size_t argc = (n);                                                           \
+  napi_value argv[(n)];                                                        \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));                 \
+  handle_t *h = handle_of(env, argv[0]);                                       \
+  if (h == NULL) return NULL
+
 static napi_value number(napi_env env, double v) {
   napi_value out;
   napi_create_double(env, v, &out);
@@ -177,11 +186,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_poll(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  handle_t *h = handle_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  HANDLE_ARGS(2);
   int32_t events = 0;
   napi_get_value_int32(env, argv[1], &events);
   if (!h->open) return number(env, -EBADF);
@@ -198,11 +203,7 @@ static napi_value js_poll(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  handle_t *h = handle_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  HANDLE_ARGS(3);
   void *buf;
   size_t len;
   if (napi_get_buffer_info(env, argv[1], &buf, &len) != napi_ok) {
@@ -255,11 +256,7 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  handle_t *h = handle_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  HANDLE_ARGS(5);
   if (!h->open) return number(env, -EBADF);
   uint32_t chunks = 0;
   if (napi_get_array_length(env, argv[1], &chunks) != napi_ok) {
@@ -335,21 +332,13 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_shutdown(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  handle_t *h = handle_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  HANDLE_ARGS(1);
   if (!h->open) return number(env, -EBADF);
   return number(env, shutdown(h->fd, SHUT_WR) < 0 ? -errno : 0);
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  handle_t *h = handle_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  HANDLE_ARGS(1);
   stop(h);
   return number(env, 0);
 }
