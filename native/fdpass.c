@@ -343,22 +343,26 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return number(env, 0);
 }
 
-static napi_value js_dup(napi_env env, napi_callback_info info) {
+/* The descriptor number a call was given as its first argument, or -1 when it was not one. */
+static int32_t fd_argument(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd = -1;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return number(env, -EBADF);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return -1;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return -1;
+  return fd;
+}
+
+static napi_value js_dup(napi_env env, napi_callback_info info) {
+  int32_t fd = fd_argument(env, info);
+  if (fd < 0) return number(env, -EBADF);
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return number(env, d < 0 ? -errno : d);
 }
 
 static napi_value js_close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd = -1;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return number(env, -EBADF);
+  int32_t fd = fd_argument(env, info);
+  if (fd < 0) return number(env, -EBADF);
   return number(env, close(fd) < 0 ? -errno : 0);
 }
 

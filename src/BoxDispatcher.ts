@@ -385,15 +385,12 @@ const build = (
       if (isAnswerThenClose(result)) closeAfterAnswer()
     }
 
-    let quitting = false
     /**
-     * Closes the connection after an `answerThenClose`. Forked, as it may be the reader's own
-     * turn; the close begins at once (the connection's end is set before the reader takes the
-     * next box), so no later command is dispatched.
+     * Closes the connection after an `answerThenClose` (idempotent, as `protocol.close` is).
+     * Forked, as it may be the reader's own turn; the close begins at once (the connection's
+     * end is set before the reader takes the next box), so no later command is dispatched.
      */
     const closeAfterAnswer = (): void => {
-      if (quitting) return
-      quitting = true
       runFork(protocol.close)
     }
 

@@ -14,7 +14,8 @@ const make = Symbol("lazyField/make")
 const value = Symbol("lazyField/value")
 
 interface Holder {
-  [make]: () => unknown
+  /** Until the first read; then `undefined`, so the maker and what it holds can go. */
+  [make]: (() => unknown) | undefined
   [value]: unknown
 }
 
@@ -27,9 +28,10 @@ export const lazyField = <K extends string>(key: K) => {
   const prototype = Object.create(Object.prototype, {
     [key]: {
       get(this: Holder) {
-        if (this[make] !== undefined) {
-          this[value] = this[make]()
-          this[make] = undefined as unknown as () => unknown
+        const makeValue = this[make]
+        if (makeValue !== undefined) {
+          this[value] = makeValue()
+          this[make] = undefined
         }
         return this[value]
       },
