@@ -120,22 +120,12 @@ export interface Child {
 }
 
 /**
- * Options of {@link spawn}.
+ * Options of {@link spawn}: those of `Child.spawn`, whose channel here is
+ * always stdin/stdout.
  *
  * @since 0.1.0
  */
-export interface SpawnOptions {
-  readonly cwd?: string
-  readonly env?: NodeJS.ProcessEnv
-  /** Where the child's stderr goes. Default `inherit`. */
-  readonly stderr?: "inherit" | "pipe" | "ignore"
-  /** How long the child may take to exit once its stdin is closed, before it gets SIGTERM. Default 2000 ms. */
-  readonly exitTimeoutMillis?: number
-  /** How long after SIGTERM before SIGKILL. Default 1000 ms. */
-  readonly killTimeoutMillis?: number
-  /** Passed to the transport: buffers, close timeout. */
-  readonly transport?: Omit<NodeTransport.Options, "role" | "kind">
-}
+export type SpawnOptions = Omit<ChildProcesses.SpawnOptions, "channel" | "stdout">
 
 /**
  * Spawns `command` and speaks over its pipes (kind `child`, peer address
