@@ -536,7 +536,8 @@ export const make = (
         if (receiver !== undefined) return alreadyReceiving()
         const run = begin(r, false)
         if (run === undefined) return Effect.void
-        return Effect.map(Effect.forkIn(run, scope), (f) => {
+        // Interruptible even when started in an acquire: the scope's close interrupts the reader.
+        return Effect.map(Effect.forkIn(Effect.interruptible(run), scope), (f) => {
           readerFiber = f
         })
       })

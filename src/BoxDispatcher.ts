@@ -27,6 +27,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
@@ -517,7 +518,8 @@ const build = (
         draining ??= Deferred.unsafeMake(FiberId.none)
         if (runningTable.size > 0) {
           idle = Deferred.unsafeMake(FiberId.none)
-          yield* Effect.timeoutOption(Deferred.await(idle), timeout)
+          // Interruptible, so that the deadline holds when drain runs in a finalizer.
+          yield* Effect.timeoutOption(Effect.interruptible(Deferred.await(idle)), timeout)
         }
         const millis = Duration.toMillis(timeout)
         const late: Array<Fiber.RuntimeFiber<void, never>> = []
@@ -788,7 +790,8 @@ const build = (
     // Responders' fibers, interrupted when the scope closes: FiberSet.makeRuntime's work, with the
     // set made at the first fiber (a connection whose answers all take the fast path never needs one).
     // The caller's own runtime (no copy of its fiber refs made for this connection); `Amp` is given per fork.
-    const runtime = yield* Effect.runtime<never>()
+    // Interruptible even when the connection is made in an acquire or a layer: the close interrupts responders.
+    const runtime = Runtime.enableRuntimeFlag(yield* Effect.runtime<never>(), RuntimeFlags.Interruption)
     let forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
     let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
     let forkedClosed = false

@@ -401,6 +401,8 @@ const make = (
       Effect.flatMap((exit) => Effect.sync(() => ended(exit))),
       // Nothing more can be written: a writer waiting on the socket would wait forever.
       Effect.zipRight(Effect.suspend(() => (writerFiber !== undefined ? Fiber.interrupt(writerFiber) : Effect.void))),
+      // Interruptible even when made in an acquire: the scope's close interrupts it.
+      Effect.interruptible,
       Effect.forkIn(scope)
     )
     yield* Deferred.await(opened)
@@ -464,6 +466,8 @@ const make = (
           wakeWriters()
         })
       ),
+      // Interruptible even when made in an acquire: the scope's close interrupts it.
+      Effect.interruptible,
       Effect.forkIn(scope)
     )
     writerFiber = writer

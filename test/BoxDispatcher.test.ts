@@ -5,7 +5,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import * as Stream from "effect/Stream"
@@ -421,5 +423,21 @@ describe("BoxDispatcher", () => {
       )
       expect(results.length).toBe(100)
       expect(peak).toBe(4)
+    }))
+
+  it.scoped("a connection made in an uninterruptible region (an acquire) still closes with a responder running", () =>
+    Effect.gen(function*() {
+      const Hang = Command.make("Hang")
+      const scope = yield* Scope.make()
+      // Layers and acquireRelease build connections uninterruptibly; their responders must not inherit that.
+      const { client } = yield* Effect.uninterruptible(
+        Scope.extend(ampPair({ server: Responders.make(Responders.respond(Hang, () => Effect.never)) }), scope)
+      )
+      const call = yield* Effect.fork(Effect.flip(client.callRemote(Hang, {})))
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      const closed = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* Effect.repeatN(Effect.yieldNow(), 50)
+      expect(closed.unsafePoll()).not.toBeNull()
+      expect((yield* Fiber.join(call))._tag).toBe("ConnectionLost")
     }))
 })
