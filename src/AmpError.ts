@@ -323,3 +323,77 @@ export class TooManyOutstandingCalls extends Data.TaggedError("TooManyOutstandin
 /** The wire codes AMP reserves. */
 export const UNKNOWN_ERROR_CODE = "UNKNOWN"
 export const UNHANDLED_ERROR_CODE = "UNHANDLED"
+
+// ---------------------------------------------------------------------------
+// Pools
+// ---------------------------------------------------------------------------
+
+/** The pool has as many calls waiting as it may hold (`maxQueued`). */
+export class PoolQueueFull extends Data.TaggedError("PoolQueueFull")<{
+  readonly pool: string
+  readonly limit: number
+}> {
+  override get message(): string {
+    return `pool ${this.pool}: ${this.limit} calls are already waiting for a worker`
+  }
+}
+
+/** The pool is shutting down, or has: no new call is taken. */
+export class PoolClosed extends Data.TaggedError("PoolClosed")<{
+  readonly pool: string
+}> {
+  override get message(): string {
+    return `pool ${this.pool} is closed`
+  }
+}
+
+/** The call ran past the pool's timeout; the worker it ran on was killed and is replaced. */
+export class WorkerTimeout extends Data.TaggedError("WorkerTimeout")<{
+  readonly pool: string
+  readonly worker: string
+  readonly command: string
+  readonly millis: number
+}> {
+  override get message(): string {
+    return `pool ${this.pool}: ${this.command} got no answer from worker ${this.worker} within ${this.millis} ms; the worker was killed`
+  }
+}
+
+/** The connection to the worker ended while the call was on it (the worker crashed or went away). */
+export class WorkerCrashed extends Data.TaggedError("WorkerCrashed")<{
+  readonly pool: string
+  readonly worker: string
+  readonly command: string
+  readonly cause: ConnectionEnded | ProtocolSwitched
+}> {
+  override get message(): string {
+    return `pool ${this.pool}: worker ${this.worker} went away during ${this.command}: ${this.cause.message}`
+  }
+}
+
+/** No worker could be started for the call, and none was running. */
+export class WorkerStartFailed extends Data.TaggedError("WorkerStartFailed")<{
+  readonly pool: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const detail = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `pool ${this.pool}: no worker could be started: ${detail}`
+  }
+}
+
+/** No member of a remote pool is connected, and the pool was told to fail fast (`whenDown: "fail"`). */
+export class NoMemberAvailable extends Data.TaggedError("NoMemberAvailable")<{
+  readonly pool: string
+  readonly members: number
+}> {
+  override get message(): string {
+    return `pool ${this.pool}: none of its ${this.members} members is connected`
+  }
+}
+
+/**
+ * Any of a pool's own failures (`AmpPool`, `RemotePool`), on top of the
+ * call's own errors.
+ */
+export type PoolError = PoolQueueFull | PoolClosed | WorkerTimeout | WorkerCrashed | WorkerStartFailed | NoMemberAvailable
