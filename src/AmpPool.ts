@@ -45,17 +45,16 @@ import * as Scope from "effect/Scope"
 import type { Amp, CallError, CallFailure, CallOptions } from "./Amp.js"
 import type { AmpBox, ValueInput } from "./AmpBox.js"
 import {
-  type ConnectionEnded,
   PoolClosed,
   type PoolError,
   PoolQueueFull,
-  type ProtocolSwitched,
   WorkerCrashed,
   WorkerStartFailed,
   WorkerTimeout
 } from "./AmpError.js"
 import * as AmpMetrics from "./AmpMetrics.js"
 import type * as Command from "./Command.js"
+import { isConnectionEnd } from "./internal/connectionEnd.js"
 
 /**
  * One worker as the pool sees it: its connection, a name for errors and
@@ -181,22 +180,6 @@ class Member {
 
 /** A call waiting for a worker. */
 type Waiter = Deferred.Deferred<Member, PoolError>
-
-/** Errors with which a worker's connection ends; a call that fails with one lost its worker. */
-const connectionEndTags = new Set<string>([
-  "ConnectionLost",
-  "LengthLimitExceeded",
-  "IncompleteBox",
-  "BoxTooLarge",
-  "PeerVerifyError",
-  "TlsError",
-  "NoEmptyBoxes",
-  "PartialBoxTimeout",
-  "ProtocolSwitched"
-])
-
-const isConnectionEnd = (e: unknown): e is ConnectionEnded | ProtocolSwitched =>
-  typeof e === "object" && e !== null && "_tag" in e && connectionEndTags.has((e as { _tag: string })._tag)
 
 /**
  * `amp_pool_workers`: workers by `pool` and `state` (`busy`, `idle`).

@@ -14,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
 import type { ConnectError, ListenError } from "../AmpError.js"
 import * as AmpConnection from "../AmpConnection.js"
+import type * as RemotePool from "../RemotePool.js"
 import * as Responders from "../Responders.js"
 import type { Transport } from "../Transport.js"
 import * as NodeConnect from "./NodeConnect.js"
@@ -41,6 +42,18 @@ export const connect = (
   options?: AmpOptions & NodeConnect.Options
 ): Effect.Effect<Amp, ConnectError, Scope.Scope> =>
   Effect.flatMap(NodeConnect.connect(address, options), (t) => over(t, options))
+
+/**
+ * An endpoint for `RemotePool` and `Reconnecting`: the address, formatted,
+ * as its name, and {@link connect} to it.
+ *
+ * @example
+ * const pool = yield* RemotePool.make({ members: [NodeAmp.member({ _tag: "tcp", host: "10.0.0.7", port: 7710 })] })
+ */
+export const member = (
+  address: NodeConnect.Address,
+  options?: AmpOptions & NodeConnect.Options
+): RemotePool.Endpoint<ConnectError> => ({ name: NodeConnect.format(address), connect: connect(address, options) })
 
 /** `connect` as a layer providing `Amp`. */
 export const layerConnect = (
