@@ -382,7 +382,11 @@ export class WorkerStartFailed extends Data.TaggedError("WorkerStartFailed")<{
   }
 }
 
-/** No member of a remote pool is connected, and the pool was told to fail fast (`whenDown: "fail"`). */
+/**
+ * No member of a remote pool (or a `Reconnecting` connection) is up: the
+ * pool fails fast (`whenDown: "fail"`), a call waited `waitTimeout` in vain,
+ * or reconnecting gave up (its backoff schedule ended).
+ */
 export class NoMemberAvailable extends Data.TaggedError("NoMemberAvailable")<{
   readonly pool: string
   readonly members: number

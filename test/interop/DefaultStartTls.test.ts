@@ -40,8 +40,7 @@ describe("the default StartTLS responder", () => {
   it.scopedLive("our client with no certificate gets TLS from Twisted's default responder (a server with none of its own)", () =>
     Effect.gen(function*() {
       const peer = yield* startPeer(DEMO)
-      const port = Number(/^listening on tcp:127\.0\.0\.1:(\d+)$/.exec(peer.address._tag === "other" ? peer.address.line : "")?.[1])
-      const amp = yield* NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port })
+      const amp = yield* NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port: peer.port })
       const session = yield* amp.startTls()
       expect(session.authorized).toBe(false)
       expect(session.peerCertificate?.subject.CN).toBe("TEMPORARY CERTIFICATE")

@@ -248,8 +248,12 @@ export const startPeer = (
     if (parts[0] !== "listening") {
       return yield* Effect.fail(new Error(`peer's first line is ${JSON.stringify(first)}, not "listening ...": ${describe()}`))
     }
+    // `listening on tcp:HOST:PORT` is how `effect-amp serve` and twisted_demo.py say it.
+    const onTcp = /^listening on tcp:(.+):(\d+)$/.exec(first)
     const address: PeerAddress = parts[1] === "tcp" && parts.length === 4
       ? { _tag: "tcp", host: parts[2]!, port: Number(parts[3]) }
+      : onTcp !== null
+      ? { _tag: "tcp", host: onTcp[1]!, port: Number(onTcp[2]) }
       : parts[1] === "unix"
       ? { _tag: "unix", path: parts.slice(2).join(" ") }
       : { _tag: "other", line: first }

@@ -3,8 +3,9 @@ answers (Sum, Divide, Echo; no StartTLS responder), served by
 twisted.protocols.amp, so that each hostile case can be run against Twisted
 beside effect-amp. Run it with /usr/bin/python3.
 
-  twisted_demo.py          prints "listening on tcp:127.0.0.1:PORT" (as `effect-amp serve`
-                           does), serves until killed; Twisted's log goes to stderr
+  twisted_demo.py [PORT]   prints "listening on tcp:127.0.0.1:PORT" (as `effect-amp serve`
+                           does), serves until killed; Twisted's log goes to stderr.
+                           PORT defaults to one the system picks (a restarted server passes its old one)
 """
 import os
 import sys
@@ -36,7 +37,8 @@ class Demo(amp.AMP):
 
 def main():
     log.startLogging(sys.stderr, setStdout=False)
-    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Demo), interface="127.0.0.1")
+    wanted = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    port = reactor.listenTCP(wanted, protocol.Factory.forProtocol(Demo), interface="127.0.0.1")
     print("listening on tcp:127.0.0.1:%d" % port.getHost().port, flush=True)
     reactor.run()
 
