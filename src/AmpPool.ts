@@ -54,7 +54,7 @@ import {
 } from "./AmpError.js"
 import * as AmpMetrics from "./AmpMetrics.js"
 import type * as Command from "./Command.js"
-import { isConnectionEnd } from "./internal/connectionEnd.js"
+import { isConnectionEnd, retryCrashed } from "./internal/poolCalls.js"
 
 /**
  * One worker as the pool sees it: its connection, a name for errors and
@@ -461,15 +461,6 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<AmpPool, E, R
       })
     )
 
-  const withRetry = <A, E2>(
-    self: Effect.Effect<A, E2 | PoolError>,
-    schedule: Schedule.Schedule<unknown, WorkerCrashed> | undefined
-  ): Effect.Effect<A, E2 | PoolError> =>
-    schedule === undefined ? self : Effect.retry(self, {
-      schedule: schedule as Schedule.Schedule<unknown, E2 | PoolError>,
-      while: (e) => e instanceof WorkerCrashed
-    })
-
   const timeoutOf = (callOptions: CallOptions | undefined) =>
     callOptions?.timeout === undefined ? timeout : Duration.decode(callOptions.timeout)
 
@@ -513,12 +504,12 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<AmpPool, E, R
   const pool: AmpPool = {
     name,
     callRemote: (command, args, callOptions) =>
-      withRetry(
+      retryCrashed(
         onWorker(command.name, (m) => m.worker.amp.callRemote(command, args), timeoutOf(callOptions)),
         callOptions?.retry ?? options.retry
       ),
     callRemoteString: (command, fields, callOptions) =>
-      withRetry(
+      retryCrashed(
         onWorker(command, (m) => m.worker.amp.callRemoteString(command, fields), timeoutOf(callOptions)),
         callOptions?.retry ?? options.retry
       ),

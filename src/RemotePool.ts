@@ -34,7 +34,7 @@ import type * as Scope from "effect/Scope"
 import type { Amp, CallOptions } from "./Amp.js"
 import { NoMemberAvailable, PoolClosed, type PoolError, PoolQueueFull, WorkerCrashed } from "./AmpError.js"
 import * as AmpPool from "./AmpPool.js"
-import { isConnectionEnd } from "./internal/connectionEnd.js"
+import { isConnectionEnd, retryCrashed } from "./internal/poolCalls.js"
 import { makeMember, type Member } from "./internal/reconnect.js"
 import type * as Reconnecting from "./Reconnecting.js"
 
@@ -215,27 +215,18 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<RemotePool, n
       release
     )
 
-  const withRetry = <A, E2>(
-    self: Effect.Effect<A, E2 | PoolError>,
-    schedule: Schedule.Schedule<unknown, WorkerCrashed> | undefined
-  ): Effect.Effect<A, E2 | PoolError> =>
-    schedule === undefined ? self : Effect.retry(self, {
-      schedule: schedule as Schedule.Schedule<unknown, E2 | PoolError>,
-      while: (e) => e instanceof WorkerCrashed
-    })
-
   const callOptionsOf = (callOptions: CallOptions | undefined): CallOptions | undefined =>
     callOptions?.timeout === undefined ? undefined : { timeout: callOptions.timeout }
 
   const pool: RemotePool = {
     name,
     callRemote: (command, args, callOptions) =>
-      withRetry(
+      retryCrashed(
         onMember(command.name, (amp) => amp.callRemote(command, args, callOptionsOf(callOptions))),
         callOptions?.retry ?? options.retry
       ),
     callRemoteString: (command, fields, callOptions) =>
-      withRetry(
+      retryCrashed(
         onMember(command, (amp) => amp.callRemoteString(command, fields, callOptionsOf(callOptions))),
         callOptions?.retry ?? options.retry
       ),

@@ -18,6 +18,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as AmpBox from "../src/AmpBox.js"
 import * as BoxCodec from "../src/BoxCodec.js"
+import { alive } from "./support/child.js"
 import {
   checkTwisted,
   execPython,
@@ -258,14 +259,6 @@ describe("BoxCodec against a live Twisted", () => {
 
 describe("test/support/twisted.ts", () => {
   const PEER = path.join(import.meta.dirname, "interop", "peers", "amp_peer.py")
-  /** Whether `pid` is a live process (a zombie counts as dead). */
-  const alive = (pid: number) => {
-    try {
-      return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"))
-    } catch {
-      return false
-    }
-  }
 
   it("requireTwisted names Twisted's version; a python without Twisted gets the install line", () => {
     expect(requireTwisted()).toMatch(/^\d+\.\d+/)

@@ -5,7 +5,6 @@
  * process or descriptor is left. Twisted on either side: test/interop/Child.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -15,18 +14,10 @@ import * as Responders from "../../src/Responders.js"
 import * as Child from "../../src/node/Child.js"
 import * as NodeAmp from "../../src/node/NodeAmp.js"
 import { Crash, Hello, Quit } from "./fixtures/fds-child.js"
+import { alive, openFds } from "../support/child.js"
 
 const script = path.join(import.meta.dirname, "fixtures", "fds-child.ts")
 const spawnChild = (options?: Child.SpawnOptions) => Child.spawn(process.execPath, ["--import", "tsx", script], options)
-const openFds = () => fs.readdirSync("/proc/self/fd").length
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 describe("Child over fds 3/4", () => {
   it.scopedLive("calls a Node child over fds 3/4 while its stdout stays its own; closing the scope ends it (exit 0) and leaves no fd or process", () =>

@@ -6,7 +6,6 @@
  * parent's Sum), over fds 3/4.
  */
 import { expect, it } from "@effect/vitest"
-import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -15,6 +14,7 @@ import * as AmpPool from "../../src/AmpPool.js"
 import * as Command from "../../src/Command.js"
 import * as Responders from "../../src/Responders.js"
 import * as ProcessPool from "../../src/node/ProcessPool.js"
+import { alive, openFds } from "./child.js"
 
 export const Sum = Command.make("Sum", { arguments: { a: Argument.Integer, b: Argument.Integer }, response: { total: Argument.Integer } })
 export const Quit = Command.make("Quit", { response: { bye: Argument.Unicode } })
@@ -25,15 +25,6 @@ export const CallBack = Command.make("CallBack", { arguments: { n: Argument.Inte
 /** The parent's Sum, for CallBack: it adds 1000, so the test sees whose answer it was. */
 const parentResponders = Responders.layer(Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b + 1000n })))
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-const openFds = () => fs.readdirSync("/proc/self/fd").length
 
 /** Waits (real time) until `pid` has gone; fails the test after 10 s. */
 const gone = (pid: number) =>
