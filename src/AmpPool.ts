@@ -34,7 +34,6 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as FiberId from "effect/FiberId"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -54,6 +53,7 @@ import {
 } from "./AmpError.js"
 import * as AmpMetrics from "./AmpMetrics.js"
 import type * as Command from "./Command.js"
+import { Once } from "./internal/once.js"
 import { isConnectionEnd, retryCrashed } from "./internal/poolCalls.js"
 
 /**
@@ -179,7 +179,7 @@ class Member {
 }
 
 /** A call waiting for a worker. */
-type Waiter = Deferred.Deferred<Member, PoolError>
+type Waiter = Once<Member, PoolError>
 
 /**
  * `amp_pool_workers`: workers by `pool` and `state` (`busy`, `idle`).
@@ -273,12 +273,12 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<AmpPool, E, R
   const serveWaiters = (member: Member) => {
     while (member.state === "serving" && member.busy < concurrency && waiters.length > 0) {
       member.busy++
-      Deferred.unsafeDone(waiters.shift()!, Exit.succeed(member))
+      waiters.shift()!.done(Exit.succeed(member))
     }
   }
 
   const failWaiters = (error: PoolError) => {
-    for (const waiter of waiters.splice(0)) Deferred.unsafeDone(waiter, Exit.fail(error))
+    for (const waiter of waiters.splice(0)) waiter.done(Exit.fail(error))
   }
 
   /** Starts workers while calls wait for more slots than are coming, or while fewer than `min` run. */
@@ -378,11 +378,11 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<AmpPool, E, R
       }
     }
     if (waiters.length >= maxQueued) return Effect.fail(new PoolQueueFull({ pool: name, limit: maxQueued }))
-    const waiter = Deferred.unsafeMake<Member, PoolError>(FiberId.none)
+    const waiter: Waiter = new Once()
     waiters.push(waiter)
     publish()
     return grow.pipe(
-      Effect.zipRight(Deferred.await(waiter)),
+      Effect.zipRight(waiter.await),
       Effect.onInterrupt(() =>
         Effect.suspend(() => {
           const i = waiters.indexOf(waiter)
@@ -392,10 +392,8 @@ export const make: <E, R>(options: Options<E, R>) => Effect.Effect<AmpPool, E, R
             return Effect.void
           }
           // Handed a slot as it was interrupted: give the slot back.
-          return Effect.flatMap(Deferred.poll(waiter), (done) =>
-            done._tag === "Some"
-              ? Effect.flatMap(Effect.exit(done.value), (exit) => Exit.isSuccess(exit) ? release(exit.value, "unused") : Effect.void)
-              : Effect.void)
+          const exit = waiter.exit
+          return exit !== undefined && Exit.isSuccess(exit) ? release(exit.value, "unused") : Effect.void
         })
       )
     )

@@ -53,6 +53,7 @@ import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxC
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
 import type { DescriptorChannel } from "./internal/descriptors.js"
 import { lazyField } from "./internal/lazyField.js"
+import { Once } from "./internal/once.js"
 
 /** Protocols whose `boxes` is made on first read (see internal/lazyField). */
 const withBoxes = lazyField("boxes")
@@ -277,7 +278,7 @@ export const make = (
     const decoder = new BoxDecoder(options)
     const trace = options?.trace
     const maxBatchBytes = options?.maxBatchBytes ?? 256 * 1024
-    const endDeferred = yield* Deferred.make<End>()
+    const endOnce = new Once<End>()
     // Read once: with metrics off, reads and writes test `metrics` and do nothing more.
     const metrics = (yield* FiberRef.get(AmpMetrics.enabled)) ? AmpMetrics.connectionRecorder : undefined
     metrics?.opened()
@@ -380,7 +381,7 @@ export const make = (
       endReason = reason
       sweeper?.remove(watched)
       metrics?.closed()
-      Deferred.unsafeDone(endDeferred, Exit.succeed(reason))
+      endOnce.done(Exit.succeed(reason))
       receiver?.stopReceivingBoxes(reason)
     }
 
@@ -423,7 +424,7 @@ export const make = (
     const untilEnd = (hold: Effect.Effect<void>): Effect.Effect<void> =>
       Effect.raceFirst(
         hold,
-        Effect.flatMap(Deferred.await(endDeferred), (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
+        Effect.flatMap(endOnce.await, (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
       )
 
     /**
@@ -624,7 +625,7 @@ export const make = (
       writable,
       startReceivingBoxes,
       receiveBoxes,
-      ended: Deferred.await(endDeferred),
+      ended: endOnce.await,
       close,
       closeWith,
       info: () => transport.info(),

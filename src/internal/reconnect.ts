@@ -4,17 +4,16 @@
  * pool routes by.
  */
 import type * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { Amp } from "../Amp.js"
 import { NoMemberAvailable } from "../AmpError.js"
 import type { HealthCheck, Options, Reconnecting, Status } from "../Reconnecting.js"
+import { Once } from "./once.js"
 
 /** The default backoff: 100 ms, doubling, never more than 5 s apart, without end. */
 export const defaultBackoff: Schedule.Schedule<unknown, unknown> = Schedule.union(
@@ -50,7 +49,7 @@ export const makeMember = <E, R>(
     let current: Amp | undefined
     let connects = 0
     let losses = 0
-    let waiters: Array<Deferred.Deferred<Amp, NoMemberAvailable>> = []
+    let waiters: Array<Once<Amp, NoMemberAvailable>> = []
     const noMember = () => new NoMemberAvailable({ pool: report.pool, members: report.members })
 
     const setStatus = (next: Status) => {
@@ -59,11 +58,11 @@ export const makeMember = <E, R>(
       if (next === "up" && current !== undefined) {
         const ws = waiters
         waiters = []
-        for (const w of ws) Deferred.unsafeDone(w, Exit.succeed(current))
+        for (const w of ws) w.done(Exit.succeed(current))
       } else if (next === "stopped") {
         const ws = waiters
         waiters = []
-        for (const w of ws) Deferred.unsafeDone(w, Exit.fail(noMember()))
+        for (const w of ws) w.done(Exit.fail(noMember()))
       }
       onChange()
     }
@@ -113,10 +112,10 @@ export const makeMember = <E, R>(
     const connection: Effect.Effect<Amp, NoMemberAvailable> = Effect.suspend(() => {
       if (status === "up" && current !== undefined) return Effect.succeed(current)
       if (status === "stopped" || whenDown === "fail") return Effect.fail(noMember())
-      const waiter = Deferred.unsafeMake<Amp, NoMemberAvailable>(FiberId.none)
+      const waiter = new Once<Amp, NoMemberAvailable>()
       waiters.push(waiter)
       const wait = Effect.ensuring(
-        Deferred.await(waiter),
+        waiter.await,
         Effect.sync(() => {
           waiters = waiters.filter((w) => w !== waiter)
         })

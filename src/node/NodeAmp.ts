@@ -4,11 +4,9 @@
  *
  * @since 0.1.0
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Amp } from "../Amp.js"
@@ -17,6 +15,7 @@ import * as AmpConnection from "../AmpConnection.js"
 import type * as RemotePool from "../RemotePool.js"
 import * as Responders from "../Responders.js"
 import type { Transport } from "../Transport.js"
+import { Once } from "../internal/once.js"
 import * as NodeConnect from "./NodeConnect.js"
 import * as NodeServer from "./NodeServer.js"
 
@@ -90,13 +89,13 @@ export const serve = <E = never, R = never>(
       (transport, connection) =>
         Effect.suspend(() => {
           // Registered before the dispatcher exists, so no drain can start between the two unseen.
-          const built = Deferred.unsafeMake<Amp>(FiberId.none)
-          const drain = Effect.flatMap(Deferred.await(built), (amp) => amp.drain(connection.drainTimeout))
+          const built = new Once<Amp>()
+          const drain = Effect.flatMap(built.await, (amp) => amp.drain(connection.drainTimeout))
           return Effect.zipRight(
             connection.onDrain(drain),
             // The responders as an argument: providing them would copy the fiber's refs for each connection.
             Effect.flatMap(AmpConnection.overReceiving(transport, options, responders), ({ amp, receive }) => {
-              Deferred.unsafeDone(built, Exit.succeed(amp))
+              built.done(Exit.succeed(amp))
               // The boxes are read here, in the handler's fiber: a connection costs one fiber.
               const serving = Effect.zipRight(receive, amp.done)
               const onConnection = options?.onConnection

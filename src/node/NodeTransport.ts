@@ -27,7 +27,6 @@ import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -42,6 +41,7 @@ import type {
   Transport
 } from "../Transport.js"
 import { lazyField } from "../internal/lazyField.js"
+import { Once } from "../internal/once.js"
 
 /** Transports whose `incoming` is made on first read (see internal/lazyField). */
 const withIncoming = lazyField("incoming")
@@ -448,7 +448,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
     let handshakeTimer: ReturnType<typeof setTimeout> | undefined
     let closing = false
     let detached = false
-    const closed = Deferred.unsafeMake<void>(FiberId.none)
+    const closed = new Once<void>()
 
     const failHandshake = (error: TlsError | PeerVerifyError | ConnectionLost) => {
       if (handshakeTimer !== undefined) clearTimeout(handshakeTimer)
@@ -566,7 +566,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       }
       if (handshakeTimer !== undefined) clearTimeout(handshakeTimer)
       ended(undefined)
-      Deferred.unsafeDone(closed, Exit.void)
+      closed.done(Exit.void)
     }
 
     const startClose = () => {
@@ -604,7 +604,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
 
     const close: Effect.Effect<void> = Effect.suspend(() => {
       if (!closing) startClose()
-      return Deferred.await(closed)
+      return closed.await
     })
 
     // --- StartTLS ----------------------------------------------------------
