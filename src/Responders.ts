@@ -35,15 +35,20 @@ export type Responders = Registry
 /**
  * A responder for `command`: gets the decoded arguments, returns the
  * response fields. Failing with one of the command's error classes answers
- * that error code; any other failure answers `UNKNOWN` and closes the
- * connection (Twisted's behaviour).
+ * that error code (and closes the connection after it, for a fatal one).
+ *
+ * The responder may fail only with errors its command declares: any other
+ * failure is a compile error, since the peer could only be told `UNKNOWN`
+ * and lose the connection. Where that is what you mean (Twisted's answer to
+ * an undeclared exception), say so with `Effect.orDie`: a defect is answered
+ * `UNKNOWN`, logged, and the connection closes.
  *
  * @example
  * const sum = Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
  */
 export const respond = <
   C extends Command.Any,
-  Eff extends Effect.Effect<Command.Response<C> | AnswerThenClose<Command.Response<C>>, any, any>
+  Eff extends Effect.Effect<Command.Response<C> | AnswerThenClose<Command.Response<C>>, Command.Error<C>, any>
 >(
   command: C,
   // The whole Effect type is inferred, so branches failing with different errors need no annotation.
@@ -109,13 +114,19 @@ type Requirements<Rs extends ReadonlyArray<Command.Responder<any>>> = Rs[number]
 
 const registry = (responders: ReadonlyArray<Command.Responder<Amp>>): Registry => {
   const map = new Map<string, Command.Responder<Amp>>()
-  for (const r of responders) map.set(bytesToByteString(r.command.wire.nameBytes), r)
+  for (const r of responders) {
+    const name = bytesToByteString(r.command.wire.nameBytes)
+    // A second one would silently replace the first: a mistake, refused where it is made (a defect).
+    if (map.has(name)) throw new Error(`two responders for the command ${JSON.stringify(name)}: give each command one`)
+    map.set(name, r)
+  }
   return { get: (name) => map.get(name), names: [...map.keys()] }
 }
 
 /**
  * A layer with these responders. Their requirements (other than the
- * connection, `Amp`) are taken from the layer's context once.
+ * connection, `Amp`) are taken from the layer's context once. Two responders
+ * for one command are a mistake: building the layer dies, naming the command.
  *
  * @since 0.1.0
  */
@@ -138,7 +149,7 @@ export const layer = <const Rs extends ReadonlyArray<Command.Responder<any>>>(
 /** No responders: every command from the peer is answered `UNHANDLED`. */
 export const none: Layer.Layer<Responders> = Layer.succeed(Responders, registry([]))
 
-/** A registry without a layer (for tests and servers built by hand). */
+/** A registry without a layer (for tests and servers built by hand). Throws if two responders share a command. */
 export const make = (...responders: ReadonlyArray<Command.Responder<Amp>>): Registry => registry(responders)
 
 /** The command name of a responder (for logs). */

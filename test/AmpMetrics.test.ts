@@ -31,7 +31,7 @@ const Notify = Command.make("MetricsNotify", { requiresAnswer: false })
 const registry = Responders.make(
   ...Demo.responders,
   Responders.respond(Slow, ({ millis }) => Effect.as(Effect.sleep(millis), { millis })),
-  Responders.respond(Fails, () => Effect.fail(new Oops({ description: "not declared by the command" }))),
+  Responders.respond(Fails, () => Effect.die(new Oops({ description: "not declared by the command" }))),
   Responders.respond(Notify, () => Effect.succeed({}))
 )
 

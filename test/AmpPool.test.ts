@@ -73,7 +73,7 @@ const fleet = (options?: { readonly crashes?: number; readonly failStarts?: numb
             return Responders.answerThenClose({})
           })),
         Responders.respond(CallBack, ({ n }) =>
-          Effect.flatMap(Amp, (parent) => busy(parent.callRemote(Sum, { a: n, b: 1n }))))
+          Effect.flatMap(Amp, (parent) => Effect.orDie(busy(parent.callRemote(Sum, { a: n, b: 1n })))))
       ),
       { clientResponders: Responders.make(Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a * 100n + b }))) }
     )

@@ -57,7 +57,8 @@ export const responders = [
   Responders.respond(Divide, ({ denominator, numerator }) => {
     if (denominator === 0n) return Effect.fail(new ZeroDivision({ description: "float division by zero" }))
     const result = trueDivide(numerator, denominator)
-    return result === "overflow" ? Effect.fail(new DivisionOverflow({ numerator, denominator })) : Effect.succeed({ result })
+    // Not one of Divide's errors: a defect, answered UNKNOWN and closed, as Twisted treats an OverflowError.
+    return result === "overflow" ? Effect.die(new DivisionOverflow({ numerator, denominator })) : Effect.succeed({ result })
   }),
   Responders.respond(Echo, ({ text }) => Effect.succeed({ text }))
 ] as const

@@ -84,11 +84,11 @@ describe("Descriptor interop with Twisted over UNIX sockets", () => {
         Responders.respond(ReadFd, ({ fd }) => Effect.sync(() => ({ text: readAll(fd) }))),
         Responders.respond(ReadThree, ({ a, b, c }) => Effect.sync(() => ({ text: readAll(a) + readAll(b) + readAll(c) }))),
         Responders.respond(MakePipe, () =>
-          Effect.map(UnixDescriptorTransport.pipe(), ([r, w]) => {
+          Effect.orDie(Effect.map(UnixDescriptorTransport.pipe(), ([r, w]) => {
             readEnd = r
             kept.push(w) // stays open until the answer is encoded (it is duplicated then)
             return { fd: w }
-          })),
+          }))),
         Responders.respond(ReadPipe, () =>
           Effect.sync(() => {
             for (const w of kept.splice(0)) fs.closeSync(w)

@@ -142,7 +142,7 @@ describe("Stdio.transport and the loggers", () => {
       const fromChild = fakeStdout()
       const served = yield* Stdio.transport(toChild, fromChild)
       yield* NodeAmp.over(served).pipe(
-        Effect.provide(Responders.layer(Responders.respond(Boom, () => Effect.fail(new Unmapped({ message: "boom" })))))
+        Effect.provide(Responders.layer(Responders.respond(Boom, () => Effect.die(new Unmapped({ message: "boom" })))))
       )
       const parent = yield* NodeTransport.fromStreams(fromChild, toChild, { role: "client", kind: "stdio" })
       const amp = yield* NodeAmp.over(parent).pipe(Effect.provide(Responders.none))
