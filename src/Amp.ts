@@ -13,21 +13,16 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type { AmpBox, ValueInput } from "./AmpBox.js"
 import type {
+  CallerMistake,
   CallTimeout,
   ConnectionEnded,
-  ConnectionLost,
-  EncodeError,
-  InvalidSignature,
-  MalformedAmpBox,
   OnlyOneTLS,
   PeerVerifyError,
   ProtocolSwitched,
-  RemoteAmpError,
+  RemoteFailure,
   TlsError,
   TooManyOutstandingCalls,
-  TransportUnsupported,
-  UnhandledCommand,
-  UnknownRemoteError
+  TransportUnsupported
 } from "./AmpError.js"
 import type { BinaryBoxProtocol } from "./BinaryBoxProtocol.js"
 import type * as Command from "./Command.js"
@@ -39,19 +34,20 @@ export interface CallOptions {
   readonly timeout?: Duration.DurationInput
 }
 
-/** What any call can fail with, whatever the command. */
+/**
+ * What any call can fail with, whatever the command, by situation: the peer
+ * refused it (`RemoteFailure`), the connection ended under it
+ * (`ConnectionEnded`, `ProtocolSwitched`), it waited too long or too many
+ * were out (`CallTimeout`, `TooManyOutstandingCalls`), or our own caller
+ * passed what AMP cannot send (`CallerMistake`: nothing was written).
+ */
 export type CallFailure =
-  | RemoteAmpError
-  | UnknownRemoteError
-  | UnhandledCommand
+  | RemoteFailure
   | ConnectionEnded
-  | ConnectionLost
   | ProtocolSwitched
-  | InvalidSignature
-  | MalformedAmpBox
   | CallTimeout
   | TooManyOutstandingCalls
-  | EncodeError
+  | CallerMistake
 
 /** What `callRemote(command, ...)` can fail with: the command's own errors, then the rest. */
 export type CallError<C extends Command.Any> = Command.Error<C> | CallFailure

@@ -30,14 +30,6 @@ const utf8Lenient = new TextDecoder("utf-8", { ignoreBOM: true })
 /** What {@link AmpBox.make} accepts as a value: bytes, or text written as UTF-8. */
 export type ValueInput = Uint8Array | string
 
-/** Reserved keys of the request/response layer. */
-export const COMMAND = "_command"
-export const ASK = "_ask"
-export const ANSWER = "_answer"
-export const ERROR = "_error"
-export const ERROR_CODE = "_error_code"
-export const ERROR_DESCRIPTION = "_error_description"
-
 /**
  * UTF-8 bytes of a string. Short ASCII strings (tags, numbers, command
  * names: most of what AMP carries) skip `TextEncoder`, which costs more to

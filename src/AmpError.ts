@@ -6,9 +6,15 @@
  *
  * @since 0.1.0
  */
-import * as Data from "effect/Data"
+import { AmpErrorTypeId, AmpTaggedError } from "./internal/ampTaggedError.js"
 
 const show = (key: string): string => JSON.stringify(key)
+
+// ---------------------------------------------------------------------------
+// The common mark
+// ---------------------------------------------------------------------------
+
+export { AmpErrorTypeId }
 
 // ---------------------------------------------------------------------------
 // Codec
@@ -19,7 +25,7 @@ const show = (key: string): string => JSON.stringify(key)
  * values 0..65535 bytes. `isLocal` is true when we refused to send it, false
  * when a peer sent it.
  */
-export class TooLong extends Data.TaggedError("TooLong")<{
+export class TooLong extends AmpTaggedError("TooLong")<{
   readonly isKey: boolean
   readonly isLocal: boolean
   /** The offending key (for a value, the key it belongs to). */
@@ -37,7 +43,7 @@ export class TooLong extends Data.TaggedError("TooLong")<{
 }
 
 /** A key that is not a byte string (a character above U+00FF). See `AmpBox.keyFromUtf8`. */
-export class InvalidKey extends Data.TaggedError("InvalidKey")<{
+export class InvalidKey extends AmpTaggedError("InvalidKey")<{
   readonly key: string
 }> {
   override get message(): string {
@@ -49,7 +55,7 @@ export class InvalidKey extends Data.TaggedError("InvalidKey")<{
  * A key length prefix over 255. Twisted drops the connection at this point;
  * so do we, after delivering every box before it.
  */
-export class LengthLimitExceeded extends Data.TaggedError("LengthLimitExceeded")<{
+export class LengthLimitExceeded extends AmpTaggedError("LengthLimitExceeded")<{
   /** The length the prefix announced. */
   readonly length: number
   /** Byte offset of the prefix in the stream. */
@@ -61,7 +67,7 @@ export class LengthLimitExceeded extends Data.TaggedError("LengthLimitExceeded")
 }
 
 /** The byte stream ended inside a box. */
-export class IncompleteBox extends Data.TaggedError("IncompleteBox")<{
+export class IncompleteBox extends AmpTaggedError("IncompleteBox")<{
   /** Byte offset where the unfinished box started. */
   readonly boxOffset: number
   /** Byte offset where the stream ended. */
@@ -75,7 +81,7 @@ export class IncompleteBox extends Data.TaggedError("IncompleteBox")<{
 }
 
 /** A peer's box over the configured size or key-count limit. */
-export class BoxTooLarge extends Data.TaggedError("BoxTooLarge")<{
+export class BoxTooLarge extends AmpTaggedError("BoxTooLarge")<{
   readonly limit: "bytes" | "keys"
   readonly max: number
   /** Byte offset where the box started. */
@@ -105,7 +111,7 @@ export const isEncodeError = (e: unknown): e is EncodeError => e instanceof TooL
  * The peer held a partial box longer than the protocol's `partialBoxTimeout`
  * (a limit Twisted lacks): the connection is closed.
  */
-export class PartialBoxTimeout extends Data.TaggedError("PartialBoxTimeout")<{
+export class PartialBoxTimeout extends AmpTaggedError("PartialBoxTimeout")<{
   readonly millis: number
   /** Bytes of the unfinished box received. */
   readonly buffered: number
@@ -122,7 +128,7 @@ export class PartialBoxTimeout extends Data.TaggedError("PartialBoxTimeout")<{
 // ---------------------------------------------------------------------------
 
 /** The connection ended. `reason` says how; `cause` holds the underlying error, if any. */
-export class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
+export class ConnectionLost extends AmpTaggedError("ConnectionLost")<{
   readonly reason: "closed" | "closed by us" | "reset" | "error"
   readonly detail?: string
   readonly cause?: unknown
@@ -140,7 +146,7 @@ export class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
 }
 
 /** The connection switched to another protocol: AMP boxes can no longer be sent. */
-export class ProtocolSwitched extends Data.TaggedError("ProtocolSwitched")<{
+export class ProtocolSwitched extends AmpTaggedError("ProtocolSwitched")<{
   readonly detail?: string
 }> {
   override get message(): string {
@@ -149,7 +155,7 @@ export class ProtocolSwitched extends Data.TaggedError("ProtocolSwitched")<{
 }
 
 /** A connection could not be made. */
-export class ConnectError extends Data.TaggedError("ConnectError")<{
+export class ConnectError extends AmpTaggedError("ConnectError")<{
   readonly address: string
   readonly reason: "refused" | "unreachable" | "timeout" | "not found" | "tls" | "other"
   readonly cause?: unknown
@@ -161,7 +167,7 @@ export class ConnectError extends Data.TaggedError("ConnectError")<{
 }
 
 /** A listener could not be opened. */
-export class ListenError extends Data.TaggedError("ListenError")<{
+export class ListenError extends AmpTaggedError("ListenError")<{
   readonly address: string
   readonly cause?: unknown
 }> {
@@ -172,7 +178,7 @@ export class ListenError extends Data.TaggedError("ListenError")<{
 }
 
 /** An operation the transport cannot do (for example StartTLS on a pipe). */
-export class TransportUnsupported extends Data.TaggedError("TransportUnsupported")<{
+export class TransportUnsupported extends AmpTaggedError("TransportUnsupported")<{
   readonly operation: string
   readonly transport: string
 }> {
@@ -186,7 +192,7 @@ export class TransportUnsupported extends Data.TaggedError("TransportUnsupported
 // ---------------------------------------------------------------------------
 
 /** StartTLS on a connection that already runs TLS. */
-export class OnlyOneTLS extends Data.TaggedError("OnlyOneTLS")<{
+export class OnlyOneTLS extends AmpTaggedError("OnlyOneTLS")<{
   readonly detail?: string
 }> {
   override get message(): string {
@@ -195,7 +201,7 @@ export class OnlyOneTLS extends Data.TaggedError("OnlyOneTLS")<{
 }
 
 /** The peer refused our certificate during the TLS handshake. */
-export class PeerVerifyError extends Data.TaggedError("PeerVerifyError")<{
+export class PeerVerifyError extends AmpTaggedError("PeerVerifyError")<{
   readonly detail: string
   readonly cause?: unknown
 }> {
@@ -205,7 +211,7 @@ export class PeerVerifyError extends Data.TaggedError("PeerVerifyError")<{
 }
 
 /** The TLS handshake failed (our verification of the peer, protocol errors, a cut-off handshake). */
-export class TlsError extends Data.TaggedError("TlsError")<{
+export class TlsError extends AmpTaggedError("TlsError")<{
   readonly detail: string
   readonly code?: string
   readonly cause?: unknown
@@ -232,7 +238,7 @@ export type ConnectionEnded =
 // ---------------------------------------------------------------------------
 
 /** A box that is neither a command, an answer nor an error. Ends the connection, as in Twisted. */
-export class NoEmptyBoxes extends Data.TaggedError("NoEmptyBoxes")<{
+export class NoEmptyBoxes extends AmpTaggedError("NoEmptyBoxes")<{
   readonly keys: ReadonlyArray<string>
 }> {
   override get message(): string {
@@ -241,7 +247,7 @@ export class NoEmptyBoxes extends Data.TaggedError("NoEmptyBoxes")<{
 }
 
 /** Arguments that do not match a command's signature, refused before anything is sent. */
-export class InvalidSignature extends Data.TaggedError("InvalidSignature")<{
+export class InvalidSignature extends AmpTaggedError("InvalidSignature")<{
   readonly command: string
   readonly detail: string
 }> {
@@ -251,7 +257,7 @@ export class InvalidSignature extends Data.TaggedError("InvalidSignature")<{
 }
 
 /** A box from the peer that does not fit the command's declared response or arguments. */
-export class MalformedAmpBox extends Data.TaggedError("MalformedAmpBox")<{
+export class MalformedAmpBox extends AmpTaggedError("MalformedAmpBox")<{
   readonly command: string
   readonly detail: string
 }> {
@@ -261,7 +267,7 @@ export class MalformedAmpBox extends Data.TaggedError("MalformedAmpBox")<{
 }
 
 /** Our responder returned something that cannot be encoded; the peer gets `UNKNOWN`. */
-export class BadLocalReturn extends Data.TaggedError("BadLocalReturn")<{
+export class BadLocalReturn extends AmpTaggedError("BadLocalReturn")<{
   readonly command: string
   readonly detail: string
 }> {
@@ -271,7 +277,7 @@ export class BadLocalReturn extends Data.TaggedError("BadLocalReturn")<{
 }
 
 /** The peer answered with an error code that the command does not map to a typed error. */
-export class RemoteAmpError extends Data.TaggedError("RemoteAmpError")<{
+export class RemoteAmpError extends AmpTaggedError("RemoteAmpError")<{
   readonly command: string
   readonly errorCode: string
   readonly description: string
@@ -282,7 +288,7 @@ export class RemoteAmpError extends Data.TaggedError("RemoteAmpError")<{
 }
 
 /** The peer failed in a way it did not describe (`UNKNOWN`); Twisted closes the connection after it. */
-export class UnknownRemoteError extends Data.TaggedError("UnknownRemoteError")<{
+export class UnknownRemoteError extends AmpTaggedError("UnknownRemoteError")<{
   readonly command: string
   readonly description: string
 }> {
@@ -292,7 +298,7 @@ export class UnknownRemoteError extends Data.TaggedError("UnknownRemoteError")<{
 }
 
 /** The peer has no responder for the command (`UNHANDLED`). */
-export class UnhandledCommand extends Data.TaggedError("UnhandledCommand")<{
+export class UnhandledCommand extends AmpTaggedError("UnhandledCommand")<{
   readonly command: string
   readonly description: string
 }> {
@@ -302,7 +308,7 @@ export class UnhandledCommand extends Data.TaggedError("UnhandledCommand")<{
 }
 
 /** A call that did not complete within its timeout. Its tag is forgotten; a late answer is dropped. */
-export class CallTimeout extends Data.TaggedError("CallTimeout")<{
+export class CallTimeout extends AmpTaggedError("CallTimeout")<{
   readonly command: string
   readonly millis: number
 }> {
@@ -312,7 +318,7 @@ export class CallTimeout extends Data.TaggedError("CallTimeout")<{
 }
 
 /** Too many calls waiting for answers on one connection. */
-export class TooManyOutstandingCalls extends Data.TaggedError("TooManyOutstandingCalls")<{
+export class TooManyOutstandingCalls extends AmpTaggedError("TooManyOutstandingCalls")<{
   readonly limit: number
 }> {
   override get message(): string {
@@ -329,7 +335,7 @@ export const UNHANDLED_ERROR_CODE = "UNHANDLED"
 // ---------------------------------------------------------------------------
 
 /** The pool has as many calls waiting as it may hold (`maxQueued`). */
-export class PoolQueueFull extends Data.TaggedError("PoolQueueFull")<{
+export class PoolQueueFull extends AmpTaggedError("PoolQueueFull")<{
   readonly pool: string
   readonly limit: number
 }> {
@@ -339,7 +345,7 @@ export class PoolQueueFull extends Data.TaggedError("PoolQueueFull")<{
 }
 
 /** The pool is shutting down, or has: no new call is taken. */
-export class PoolClosed extends Data.TaggedError("PoolClosed")<{
+export class PoolClosed extends AmpTaggedError("PoolClosed")<{
   readonly pool: string
 }> {
   override get message(): string {
@@ -348,7 +354,7 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
 }
 
 /** The call ran past the pool's timeout; the worker it ran on was killed and is replaced. */
-export class WorkerTimeout extends Data.TaggedError("WorkerTimeout")<{
+export class WorkerTimeout extends AmpTaggedError("WorkerTimeout")<{
   readonly pool: string
   readonly worker: string
   readonly command: string
@@ -360,7 +366,7 @@ export class WorkerTimeout extends Data.TaggedError("WorkerTimeout")<{
 }
 
 /** The connection to the worker ended while the call was on it (the worker crashed or went away). */
-export class WorkerCrashed extends Data.TaggedError("WorkerCrashed")<{
+export class WorkerCrashed extends AmpTaggedError("WorkerCrashed")<{
   readonly pool: string
   readonly worker: string
   readonly command: string
@@ -372,7 +378,7 @@ export class WorkerCrashed extends Data.TaggedError("WorkerCrashed")<{
 }
 
 /** No worker could be started for the call, and none was running. */
-export class WorkerStartFailed extends Data.TaggedError("WorkerStartFailed")<{
+export class WorkerStartFailed extends AmpTaggedError("WorkerStartFailed")<{
   readonly pool: string
   readonly cause: unknown
 }> {
@@ -387,7 +393,7 @@ export class WorkerStartFailed extends Data.TaggedError("WorkerStartFailed")<{
  * pool fails fast (`whenDown: "fail"`), a call waited `waitTimeout` in vain,
  * or reconnecting gave up (its backoff schedule ended).
  */
-export class NoMemberAvailable extends Data.TaggedError("NoMemberAvailable")<{
+export class NoMemberAvailable extends AmpTaggedError("NoMemberAvailable")<{
   readonly pool: string
   readonly members: number
 }> {
@@ -401,3 +407,69 @@ export class NoMemberAvailable extends Data.TaggedError("NoMemberAvailable")<{
  * call's own errors.
  */
 export type PoolError = PoolQueueFull | PoolClosed | WorkerTimeout | WorkerCrashed | WorkerStartFailed | NoMemberAvailable
+
+// ---------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------
+
+/**
+ * A value that does not fit its argument type, on either side of the wire.
+ *
+ * @since 0.1.0
+ */
+export class ArgumentError extends AmpTaggedError("ArgumentError")<{
+  readonly typeName: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `${this.typeName}: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// All of them
+// ---------------------------------------------------------------------------
+
+/**
+ * A mistake of our own caller, found before anything is sent: a value over
+ * AMP's limits (`TooLong`), a key AMP cannot carry (`InvalidKey`), arguments
+ * that do not fit the command (`InvalidSignature`). Typed rather than
+ * defects, because they usually come from data (a text too long for
+ * `Unicode`), not from the code. Nothing was written; the connection is
+ * untouched.
+ */
+export type CallerMistake = InvalidSignature | EncodeError
+
+/** The peer answered with an error box that is not one of the command's errors. */
+export type RemoteFailure = RemoteAmpError | UnknownRemoteError | UnhandledCommand
+
+/**
+ * Every error effect-amp makes (your commands' error classes aside). Narrow
+ * with `_tag`, or tell ours from anything else with {@link isAmpError}.
+ *
+ * @since 0.1.0
+ */
+export type AmpError =
+  | DecodeError
+  | EncodeError
+  | ConnectionEnded
+  | ProtocolSwitched
+  | ConnectError
+  | ListenError
+  | TransportUnsupported
+  | OnlyOneTLS
+  | InvalidSignature
+  | BadLocalReturn
+  | RemoteFailure
+  | CallTimeout
+  | TooManyOutstandingCalls
+  | PoolError
+  | ArgumentError
+
+/**
+ * Whether `u` is one of effect-amp's errors (it carries `AmpErrorTypeId`).
+ *
+ * @since 0.1.0
+ */
+export const isAmpError = (u: unknown): u is AmpError =>
+  typeof u === "object" && u !== null && AmpErrorTypeId in u

@@ -31,6 +31,7 @@ import * as Data from "effect/Data"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
+import { ArgumentError } from "./AmpError.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 import { concatBytes } from "./internal/bytes.js"
@@ -39,19 +40,8 @@ import * as Descriptors from "./internal/descriptors.js"
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
 
-/**
- * A value that does not fit its argument type, on either side of the wire.
- *
- * @since 0.1.0
- */
-export class ArgumentError extends Data.TaggedError("ArgumentError")<{
-  readonly typeName: string
-  readonly detail: string
-}> {
-  override get message(): string {
-    return `${this.typeName}: ${this.detail}`
-  }
-}
+/** A value that does not fit its argument type, on either side of the wire (defined with the other errors). */
+export { ArgumentError }
 
 /**
  * An AMP argument type for values of type `A`.

@@ -25,6 +25,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { AmpBox, unsafeFromSpans } from "./AmpBox.js"
+import { attempt } from "./internal/attempt.js"
 import { allocUnsafe, concatBytes } from "./internal/bytes.js"
 import {
   BoxTooLarge,
@@ -33,6 +34,7 @@ import {
   IncompleteBox,
   InvalidKey,
   isDecodeError,
+  isEncodeError,
   LengthLimitExceeded,
   TooLong
 } from "./AmpError.js"
@@ -825,7 +827,7 @@ export class BoxWriter {
 
 /** {@link encodeBox} as an Effect with a typed error. */
 export const encode = (box: AmpBox): Effect.Effect<Uint8Array, EncodeError> =>
-  Effect.try({ try: () => encodeBox(box), catch: (e) => e as EncodeError })
+  attempt(() => encodeBox(box), isEncodeError)
 
 // ---------------------------------------------------------------------------
 // Whole inputs and Streams
@@ -846,7 +848,7 @@ export const parse = (bytes: Uint8Array, limits?: DecoderLimits): Array<AmpBox> 
 
 /** {@link parse} as an Effect with a typed error. */
 export const parseEffect = (bytes: Uint8Array, limits?: DecoderLimits): Effect.Effect<Array<AmpBox>, DecodeError> =>
-  Effect.try({ try: () => parse(bytes, limits), catch: (e) => e as DecodeError })
+  attempt(() => parse(bytes, limits), isDecodeError)
 
 /** Every box in a file (Twisted's `parse`), read through `@effect/platform`'s `FileSystem`. */
 export const parseFile = (
@@ -909,10 +911,7 @@ export const decode = (limits?: DecoderLimits) =>
 /** Encodes a box `Stream` into a byte `Stream`, one buffer per chunk of boxes. */
 export const encodeStream = <E, R>(self: Stream.Stream<AmpBox, E, R>): Stream.Stream<Uint8Array, E | EncodeError, R> =>
   Stream.mapChunksEffect(self, (boxes) =>
-    Effect.try({
-      try: () => Chunk.of(encodeBoxes(boxes)),
-      catch: (e) => e as EncodeError
-    }))
+    attempt(() => Chunk.of(encodeBoxes(boxes)), isEncodeError))
 
 /** Re-exported so `BoxCodec` users need not import `AmpBox` for the type. */
 export type { AmpBox }

@@ -57,6 +57,7 @@ import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
 import { isAnswerThenClose, Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
+import { attempt } from "./internal/attempt.js"
 import * as Descriptors from "./internal/descriptors.js"
 import * as SelfSigned from "./internal/selfSignedCertificate.js"
 import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
@@ -687,8 +688,7 @@ const build = (
     const fireAndForget = (fields: BoxBuilder): Effect.Effect<void, CallFailure> =>
       Effect.suspend(() => {
         if (endReason !== undefined) return Effect.fail(afterEnd())
-        const send = Effect.try({ try: () => protocol.unsafeSendBox(fields.build()), catch: (e) => e as CallFailure })
-        return protocol.isBlocked() ? Effect.zipRight(protocol.writable, send) : send
+        return protocol.sendBox(fields.build())
       })
 
     const request = (command: Command.Any, args: unknown) => () =>
@@ -767,7 +767,7 @@ const build = (
                 resume(Exit.fail(remoteError(command, command.name, reply)))
               })
         ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
-        const response = yield* Effect.try({ try: () => Command.decodeResponse(command, box), catch: (e) => e as MalformedAmpBox })
+        const response = yield* attempt(() => Command.decodeResponse(command, box), (e): e is MalformedAmpBox => e instanceof MalformedAmpBox)
         return { response: response as any, connection: connection! }
       }).pipe((e) => traced(command.name, "client", e))
 
@@ -829,5 +829,5 @@ export const layer = (options?: Options): Layer.Layer<Amp, never, BinaryBoxProto
     Effect.flatMap(Effect.all([BinaryBoxProtocol, Responders]), ([p, r]) => make(p, r, options))
   )
 
-/** Re-exported for `DispatcherOptions` users. */
+/** Re-exported for users of {@link Options}. */
 export type { CallOptions, TlsOptions, ValueInput }

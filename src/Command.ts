@@ -16,7 +16,7 @@
 import type * as Effect from "effect/Effect"
 import type { YieldableError } from "effect/Cause"
 import type { AmpBox } from "./AmpBox.js"
-import { bytesToByteString, utf8 } from "./AmpBox.js"
+import { utf8 } from "./AmpBox.js"
 import { InvalidSignature, MalformedAmpBox } from "./AmpError.js"
 import type { Argument } from "./Argument.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
@@ -287,12 +287,6 @@ export const decodeResponse = (command: Any, box: AmpBox): Record<string, unknow
 /** Decodes a request box into arguments; throws {@link MalformedAmpBox}. @internal */
 export const decodeArguments = (command: Any, box: AmpBox): Record<string, unknown> =>
   readFields(command.wire.args, box, (detail) => new MalformedAmpBox({ command: command.name, detail: `request: ${detail}` }))
-
-/** The wire name of a command box's `_command`, as a byte string. @internal */
-export const commandName = (box: AmpBox): string | undefined => {
-  const v = box.get("_command")
-  return v === undefined ? undefined : bytesToByteString(v)
-}
 
 /**
  * A responder: what to run when the peer calls `command`.

@@ -208,7 +208,7 @@ export const command = CliCommand.make(
       let lost = false
       let lineNo = 0
       const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
-      yield* Stream.fromAsyncIterable(lines, (e) => e as Error).pipe(
+      yield* Stream.fromAsyncIterable(lines, (e) => (e instanceof Error ? e : new Error(String(e)))).pipe(
         Stream.map((line) => ({ line, where: `line ${++lineNo}` })),
         Stream.filter(({ line }) => line.trim() !== ""),
         Stream.mapEffect(({ line, where }) =>

@@ -251,5 +251,5 @@ export const pipe = (): Effect.Effect<readonly [number, number], Error> =>
       if (addon === undefined) throw new Error(whyUnavailable())
       return addon.pipe()
     },
-    catch: (e) => e as Error
+    catch: (e) => (e instanceof Error ? e : new Error(String(e)))
   })
