@@ -24,13 +24,14 @@ export interface Registry {
 }
 
 /**
- * The responders of this side.
+ * The responders of this side. An interface, not an alias of `Registry`, so
+ * that a program missing them says `Responders` in its type error.
  *
  * @since 0.1.0
  */
-export const Responders: Context.Tag<Responders, Registry> = Context.GenericTag<Registry>("effect-amp/Responders")
-/** The service type of {@link Responders}. */
-export type Responders = Registry
+export interface Responders extends Registry {}
+/** @since 0.1.0 */
+export const Responders: Context.Tag<Responders, Responders> = Context.GenericTag<Responders>("effect-amp/Responders")
 
 /**
  * A responder for `command`: gets the decoded arguments, returns the
