@@ -26,3 +26,22 @@ export const quantile = (xs: ReadonlyArray<number>, p: number): number => {
 
 /** The line every benchmark server prints once it listens (Twisted's side prints the same). */
 export const listeningLine = (port: number): string => `listening tcp 127.0.0.1 ${port}`
+
+/** `--name value` options of a bench script's `argv`; `fail` reports a missing or bad value. */
+export const options = (argv: ReadonlyArray<string>, fail: (message: string) => never) => {
+  const option = (name: string): string | undefined => {
+    const i = argv.indexOf(name)
+    if (i < 0) return undefined
+    const v = argv[i + 1]
+    if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`)
+    return v
+  }
+  const numberOption = (name: string): number | undefined => {
+    const v = option(name)
+    if (v === undefined) return undefined
+    const n = Number(v.replace(/_/g, ""))
+    if (!Number.isFinite(n) || n <= 0) fail(`${name}: not a positive number: ${v}`)
+    return n
+  }
+  return { option, numberOption }
+}

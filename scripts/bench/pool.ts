@@ -32,7 +32,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { median } from "./common.js"
+import { median, options } from "./common.js"
 import { PYTHON, sourceDir, type Timing, twistedVersion } from "./contenders.js"
 import type { DriverSpec } from "./pool-driver.js"
 import { BURN_N } from "./poolCommands.js"
@@ -57,20 +57,7 @@ for (let i = 0; i < argv.length; i++) {
   if (valued.has(a)) i++
   else if (a !== "--quick" && a !== "--write-results") fail(`unknown option ${a} (see --help)`)
 }
-const option = (name: string): string | undefined => {
-  const i = argv.indexOf(name)
-  if (i < 0) return undefined
-  const v = argv[i + 1]
-  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`)
-  return v
-}
-const numberOption = (name: string): number | undefined => {
-  const v = option(name)
-  if (v === undefined) return undefined
-  const n = Number(v.replace(/_/g, ""))
-  if (!Number.isFinite(n) || n <= 0) fail(`${name}: not a positive number: ${v}`)
-  return n
-}
+const { numberOption, option } = options(argv, fail)
 const quick = argv.includes("--quick")
 const rounds = numberOption("--rounds") ?? (quick ? 1 : 3)
 const timing: Timing = {

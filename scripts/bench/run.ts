@@ -32,7 +32,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { median } from "./common.js"
+import { median, options } from "./common.js"
 import {
   type CallRuns,
   type ChildServer,
@@ -55,20 +55,7 @@ type Workload = typeof WORKLOADS[number]
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.includes(name)
-const option = (name: string): string | undefined => {
-  const i = argv.indexOf(name)
-  if (i < 0) return undefined
-  const v = argv[i + 1]
-  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`)
-  return v
-}
-const numberOption = (name: string): number | undefined => {
-  const v = option(name)
-  if (v === undefined) return undefined
-  const n = Number(v.replace(/_/g, ""))
-  if (!Number.isFinite(n) || n <= 0) fail(`${name}: not a positive number: ${v}`)
-  return n
-}
+const { numberOption, option } = options(argv, fail)
 function fail(message: string): never {
   process.stderr.write(`run.ts: ${message}\n`)
   process.exit(2)
