@@ -15,9 +15,9 @@
  */
 import { encodeBox } from "../BoxCodec.js"
 import { checkValue, fromBase64, fromJson, InputError, isBase64Value, utf8Strict } from "./BoxJson.js"
+import { concatBytes } from "../internal/bytes.js"
 import * as Json from "./Json.js"
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => Buffer.concat(parts as Array<Uint8Array>)
 
 /** The AMP bytes of a JSON value (table above). Throws {@link InputError} naming `where`. */
 export const toBytes = (v: Json.Json, where: string): Uint8Array => {
@@ -35,16 +35,16 @@ export const toBytes = (v: Json.Json, where: string): Uint8Array => {
       throw new InputError({ where, detail: 'an object is one AmpList item: give a list of objects ([{…}]), or bytes as {"base64": "…"}' })
     case "array": {
       if (v.items.length > 0 && v.items.every((x) => x._tag === "object" && !isBase64Value(x))) {
-        return concat(v.items.map((x, i) => encodeBox(fromJson(x, `${where}[${i}]`, toBytes))))
+        return concatBytes(v.items.map((x, i) => encodeBox(fromJson(x, `${where}[${i}]`, toBytes))))
       }
-      return concat(v.items.map((x, i) => {
+      return concatBytes(v.items.map((x, i) => {
         const at = `${where}[${i}]`
         if (x._tag === "object" && !isBase64Value(x)) {
           throw new InputError({ where: at, detail: "a list mixes objects (AmpList items) with other values" })
         }
         const bytes = checkValue(toBytes(x, at), at)
         const prefix = new Uint8Array([bytes.length >>> 8, bytes.length & 0xff])
-        return concat([prefix, bytes])
+        return concatBytes([prefix, bytes])
       }))
     }
   }

@@ -11,12 +11,18 @@ export const allocUnsafe: (n: number) => Uint8Array = typeof globalThis.Buffer =
   ? (n) => globalThis.Buffer.allocUnsafe(n)
   : (n) => new Uint8Array(n)
 
-/** `parts` one after another; a single part is returned as it is, not copied. */
+/** `parts` one after another; a single non-empty part is returned as it is, not copied. */
 export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 0) return EMPTY_BYTES
   if (parts.length === 1) return parts[0]!
   let n = 0
-  for (const p of parts) n += p.length
+  let last: Uint8Array | undefined
+  let nonEmpty = 0
+  for (const p of parts) {
+    n += p.length
+    if (p.length > 0) (last = p), nonEmpty++
+  }
+  if (nonEmpty === 0) return EMPTY_BYTES
+  if (nonEmpty === 1) return last!
   const out = allocUnsafe(n)
   let at = 0
   for (const p of parts) {

@@ -40,6 +40,7 @@ import type {
   TlsUpgrade,
   Transport
 } from "../Transport.js"
+import { concatBytes } from "../internal/bytes.js"
 import { lazyField } from "../internal/lazyField.js"
 import { Once } from "../internal/once.js"
 
@@ -223,11 +224,6 @@ const guessKind = (socket: Duplex): string =>
     : socket instanceof net.Socket
     ? socket.remotePort !== undefined || socket.localPort !== undefined ? "tcp" : "unix"
     : "stream"
-
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const nonEmpty = parts.filter((p) => p.length > 0)
-  return nonEmpty.length === 1 ? nonEmpty[0]! : Buffer.concat(nonEmpty)
-}
 
 const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -662,7 +658,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       unlisten(raw)
       raw.pause()
       // The first TLS records: the leftover, then what nobody took yet, then the wire.
-      const prefix = concat([leftover, ...inbox.takeNow()])
+      const prefix = concatBytes([leftover, ...inbox.takeNow()])
       // A clean end nobody has seen yet belongs to TLS now (a handshake cut off half-way).
       inbox.reopen()
       let base: Duplex = raw
@@ -729,7 +725,7 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       detached = true
       unlisten(input)
       if (output !== (input as unknown)) output.off("error", onError)
-      const pending = concat([leftover, ...inbox.takeNow()])
+      const pending = concatBytes([leftover, ...inbox.takeNow()])
       const before = inbox.exitValue
       inbox.finish(Exit.void)
       return { pending, before }
