@@ -36,6 +36,7 @@ import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 import { concatBytes } from "./internal/bytes.js"
 import * as Descriptors from "./internal/descriptors.js"
+import { type Field, readFields, writeFields } from "./internal/fields.js"
 
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
@@ -1010,14 +1011,14 @@ export const wireNameToPythonIdentifier = (wireName: string): string => {
  * @since 0.1.0
  */
 export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Record<F>>> => {
-  const spec = Object.entries(fields).map(([wire, argument]) => ({
+  const spec: ReadonlyArray<Field> = Object.entries(fields).map(([wire, argument]) => ({
     wire,
     field: wireNameToField(wire),
     argument: argument as Argument<unknown>
   }))
   const typeName = `AmpList(${spec.map((s) => `${s.wire}: ${s.argument.typeName}${s.argument.optional ? "?" : ""}`).join(", ")})`
   const known = new Set(spec.map((s) => s.field))
-  const isRecord = (u: unknown): u is Record<F> => typeof u === "object" && u !== null
+  const isRecord = (u: unknown): u is { readonly [k: string]: unknown } => typeof u === "object" && u !== null
   return make<ReadonlyArray<Record<F>>>({
     typeName,
     fromWire: (bytes) => {
@@ -1027,45 +1028,16 @@ export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Rec
       } catch (e) {
         return fail(typeName, describe(e))
       }
-      return boxes.map((box, i) => {
-        const out: { [k: string]: unknown } = {}
-        for (const s of spec) {
-          let v: unknown
-          try {
-            v = s.argument.fromBox(box, s.wire)
-          } catch (e) {
-            return fail(typeName, `element ${i}, ${quote(s.wire)}: ${describe(e)}`)
-          }
-          if (v === undefined) {
-            if (!s.argument.optional) fail(typeName, `element ${i} lacks ${quote(s.wire)}`)
-            continue
-          }
-          out[s.field] = v
-        }
-        return out as Record<F>
-      })
+      return boxes.map((box, i) =>
+        readFields(spec, box, (detail) => new ArgumentError({ typeName, detail: `element ${i}: ${detail}` })) as Record<F>
+      )
     },
     toWire: (records) => {
       if (!Array.isArray(records)) fail(typeName, "expected an array")
       const boxes = records.map((record: unknown, i) => {
         if (!isRecord(record)) return fail(typeName, `element ${i} is not a record`)
-        const values = record as { readonly [k: string]: unknown }
-        for (const k in values) {
-          if (!known.has(k) && values[k] !== undefined) fail(typeName, `element ${i} has unknown field ${quote(k)}`)
-        }
         const out = new BoxBuilder()
-        for (const s of spec) {
-          const v = values[s.field]
-          if (v === undefined) {
-            if (!s.argument.optional) fail(typeName, `element ${i} lacks ${quote(s.field)}`)
-            continue
-          }
-          try {
-            s.argument.toBox(v, s.wire, out)
-          } catch (e) {
-            fail(typeName, `element ${i}, ${quote(s.field)}: ${describe(e)}`)
-          }
-        }
+        writeFields(spec, known, record, out, (detail) => new ArgumentError({ typeName, detail: `element ${i}: ${detail}` }))
         // Twisted writes a box's keys sorted; so do we, for the same bytes.
         return out.sortKeys().build()
       })

@@ -58,6 +58,7 @@ import * as Command from "./Command.js"
 import { isAnswerThenClose, Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
 import { StartTLS } from "./StartTls.js"
 import { attempt } from "./internal/attempt.js"
+import { writeFields } from "./internal/fields.js"
 import * as Descriptors from "./internal/descriptors.js"
 import * as SelfSigned from "./internal/selfSignedCertificate.js"
 import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
@@ -367,7 +368,7 @@ const build = (
       const out = new BoxBuilder()
       const bad = (detail: string) => new BadLocalReturn({ command: command.name, detail })
       try {
-        Descriptors.encoding(fds, () => Command.writeFields(command.wire.resp, command.wire.respFields, (response ?? {}) as Record<string, unknown>, out, bad))
+        Descriptors.encoding(fds, () => writeFields(command.wire.resp, command.wire.respFields, (response ?? {}) as Record<string, unknown>, out, bad))
       } catch (e) {
         if (e instanceof BadLocalReturn) return e
         throw e

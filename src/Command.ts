@@ -19,7 +19,8 @@ import type { AmpBox } from "./AmpBox.js"
 import { utf8 } from "./AmpBox.js"
 import { InvalidSignature, MalformedAmpBox } from "./AmpError.js"
 import type { Argument } from "./Argument.js"
-import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
+import { BoxBuilder } from "./BoxBuilder.js"
+import { type Field, readFields, writeFields } from "./internal/fields.js"
 
 /** Argument declarations, by wire name. */
 export type Fields = { readonly [wireName: string]: Argument<any> }
@@ -96,11 +97,7 @@ export interface Options<A extends Fields, R extends Fields, E extends Errors, F
 }
 
 /** @internal */
-export interface Field {
-  readonly wire: string
-  readonly field: string
-  readonly argument: Argument<unknown>
-}
+export type { Field }
 
 /** @internal */
 export interface Wire {
@@ -208,63 +205,6 @@ export const makeKind = <
 // ---------------------------------------------------------------------------
 // Fields <-> boxes
 // ---------------------------------------------------------------------------
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e))
-
-/**
- * Writes `values` into `out` per `spec`. Unknown fields and missing required
- * ones are refused; `onError` builds the error to throw.
- * @internal
- */
-export const writeFields = (
-  spec: ReadonlyArray<Field>,
-  known: ReadonlySet<string>,
-  values: Readonly<Record<string, unknown>>,
-  out: BoxFields,
-  onError: (detail: string) => globalThis.Error
-): void => {
-  for (const k in values) {
-    if (!known.has(k)) throw onError(`unknown field ${JSON.stringify(k)}`)
-  }
-  for (const f of spec) {
-    const v = values[f.field]
-    if (v === undefined) {
-      if (f.argument.optional) continue
-      throw onError(`missing field ${JSON.stringify(f.field)}`)
-    }
-    try {
-      f.argument.toBox(v, f.wire, out)
-    } catch (e) {
-      throw onError(`field ${JSON.stringify(f.field)} (${f.argument.typeName}): ${describe(e)}`)
-    }
-  }
-}
-
-/**
- * Reads `spec`'s fields from `box`; keys not in `spec` are ignored, as in
- * Twisted. @internal
- */
-export const readFields = (
-  spec: ReadonlyArray<Field>,
-  box: AmpBox,
-  onError: (detail: string) => globalThis.Error
-): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const f of spec) {
-    let v: unknown
-    try {
-      v = f.argument.fromBox(box, f.wire)
-    } catch (e) {
-      throw onError(`field ${JSON.stringify(f.wire)} (${f.argument.typeName}): ${describe(e)}`)
-    }
-    if (v === undefined) {
-      if (!f.argument.optional) throw onError(`missing field ${JSON.stringify(f.wire)}`)
-      continue
-    }
-    out[f.field] = v
-  }
-  return out
-}
 
 /** The fields of a call's request (without `_ask`); throws {@link InvalidSignature}. @internal */
 export const requestFields = (command: Any, args: Readonly<Record<string, unknown>>): BoxBuilder => {

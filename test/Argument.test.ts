@@ -550,13 +550,13 @@ describe("AmpList", () => {
   })
 
   it("refuses missing, unknown and malformed fields and truncated boxes", () => {
-    expect(thrown(() => Point.toWire([{ label_text: "x" } as never])).message).toContain("element 0 lacks \"x\"")
-    expect(thrown(() => Point.toWire([{ x: 1n }, { x: 1n, w: 1 } as never])).message).toContain("element 1 has unknown field \"w\"")
-    expect(thrown(() => Point.toWire([{ x: 1 as never }])).message).toContain("element 0, \"x\": Integer: expected a bigint")
+    expect(thrown(() => Point.toWire([{ label_text: "x" } as never])).message).toContain("element 0: missing field \"x\"")
+    expect(thrown(() => Point.toWire([{ x: 1n }, { x: 1n, w: 1 } as never])).message).toContain("element 1: unknown field \"w\"")
+    expect(thrown(() => Point.toWire([{ x: 1 as never }])).message).toContain("element 0: field \"x\": Integer: expected a bigint")
     expect(thrown(() => Point.toWire([5 as never])).message).toContain("element 0 is not a record")
     expect(thrown(() => Point.toWire({} as never)).message).toContain("expected an array")
-    expect(thrown(() => Point.fromWire(latin1("\x00\x01y\x00\x011\x00\x00"))).message).toContain("element 0 lacks \"x\"")
-    expect(thrown(() => Point.fromWire(latin1("\x00\x01x\x00\x01z\x00\x00"))).message).toContain("element 0, \"x\": Integer: not an integer")
+    expect(thrown(() => Point.fromWire(latin1("\x00\x01y\x00\x011\x00\x00"))).message).toContain("element 0: missing field \"x\"")
+    expect(thrown(() => Point.fromWire(latin1("\x00\x01x\x00\x01z\x00\x00"))).message).toContain("element 0: field \"x\": Integer: not an integer")
     const truncated = thrown(() => Point.fromWire(latin1("\x00\x01x\x00\x011")))
     expect(truncated.typeName).toBe(Point.typeName)
     expect(truncated.message).toContain("stream ended")
