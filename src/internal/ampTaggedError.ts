@@ -2,7 +2,7 @@
  * The base of every effect-amp error: `Data.TaggedError` with a mark of our
  * own on the class's prototype, which `isAmpError` looks for.
  *
- * @internal
+ * Internal (not exported by the package), as everything under `src/internal/`.
  */
 import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"

@@ -3,7 +3,7 @@
  * typed failure, anything else (a bug) stays a defect. What `Effect.try` with
  * `catch: (e) => e as E` would get wrong: that cast types every throw.
  *
- * @internal
+ * Internal (not exported by the package), as everything under `src/internal/`.
  */
 import * as Effect from "effect/Effect"
 

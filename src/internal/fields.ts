@@ -6,7 +6,7 @@
  * is `{}`), an absent required field and a defined field nobody declared are
  * refused. Reading: keys nobody declared are ignored, as in Twisted.
  *
- * @internal
+ * Internal (not exported by the package), as everything under `src/internal/`.
  */
 import type { AmpBox } from "../AmpBox.js"
 import type { Argument } from "../Argument.js"

@@ -9,7 +9,7 @@
  * connection were ~2 KB of an idle connection. Instances of this class share
  * one shape, and the joiner list exists only while someone waits.
  *
- * @internal
+ * Internal (not exported by the package), as everything under `src/internal/`.
  */
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
