@@ -106,9 +106,9 @@ export interface BinaryBoxProtocol {
    * transport is past its high-water mark.
    */
   readonly sendBox: (box: AmpBox) => Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError>
-  /** `sendBox` without the Effect: throws the same errors; never waits. For hot paths that already hold the lock. */
+  /** @internal `sendBox` without the Effect: throws the same errors; never waits. For the dispatcher's hot paths. */
   readonly unsafeSendBox: (box: AmpBox) => void
-  /** Whether `sendBox` would wait for the transport to drain. */
+  /** @internal Whether `sendBox` would wait for the transport to drain. */
   readonly isBlocked: () => boolean
   /** Completes when the transport can take more bytes. */
   readonly writable: Effect.Effect<void, ConnectionLost>
@@ -138,11 +138,12 @@ export interface BinaryBoxProtocol {
   readonly info: () => ConnectionInfo
   /** The transport's descriptor passing, when it has it (for `Argument.Descriptor`). */
   readonly descriptors?: DescriptorChannel | undefined
-  /** Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
+  /** @internal Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
   readonly boundary: Boundary
 }
 
 /**
+ * @internal
  * The private machinery behind `StartTLS` and `ProtocolSwitchCommand`.
  * `startTls` and `switchTo` must run while the reader is held by the receiver
  * (inside the Effect returned by `ampBoxReceived`), or before it starts, so
