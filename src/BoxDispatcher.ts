@@ -768,7 +768,7 @@ const build = (
                 resume(Exit.fail(remoteError(command, command.name, reply)))
               })
         ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
-        const response = yield* attempt(() => Command.decodeResponse(command, box), (e): e is MalformedAmpBox => e instanceof MalformedAmpBox)
+        const response = yield* attempt(() => Command.decodeResponse(command, box), isMalformed)
         return { response: response as any, connection: connection! }
       }).pipe((e) => traced(command.name, "client", e))
 
@@ -829,6 +829,11 @@ export const layer = (options?: Options): Layer.Layer<Amp, never, BinaryBoxProto
     Amp,
     Effect.flatMap(Effect.all([BinaryBoxProtocol, Responders]), ([p, r]) => make(p, r, options))
   )
+
+/** The refusal `Command.decodeResponse` throws; anything else it throws is a bug. */
+function isMalformed(e: unknown): e is MalformedAmpBox {
+  return e instanceof MalformedAmpBox
+}
 
 /** Re-exported for users of {@link Options}. */
 export type { CallOptions, TlsOptions, ValueInput }
