@@ -86,8 +86,13 @@ describe("RemotePool over Twisted and effect-amp servers", () => {
       expect((yield* pool.members).map((m) => m.status)).toEqual(["up", "up", "up"])
       const after = yield* run(pool, 600)
       expect(after.every(Either.isRight)).toBe(true)
-      const onRestarted = after.filter((o) => Either.isRight(o) && o.right.on === killedName).length
-      expect(onRestarted).toBeGreaterThan(100)
+      const afterOn = (name: string) => after.filter((o) => Either.isRight(o) && o.right.on === name).length
+      // Least-busy routing gives the faster effect-amp server more than a third, so the
+      // restarted member's share is measured against its twin, the other Twisted server.
+      const onRestarted = afterOn(killedName)
+      const onTwin = afterOn(`tcp:127.0.0.1:${twistedA.port}`)
+      expect(onRestarted).toBeGreaterThan(30)
+      expect(onRestarted).toBeGreaterThan(onTwin / 2)
       expect((yield* pool.stats).restarts.crash).toBe(1)
     }), 120_000)
 })
