@@ -39,7 +39,6 @@ import {
   isEncodeError,
   MalformedAmpBox,
   NoEmptyBoxes,
-  OnlyOneTLS,
   ProtocolSwitched,
   RemoteAmpError,
   TooManyOutstandingCalls,
@@ -55,13 +54,13 @@ import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import { CallTable } from "./CallTable.js"
 import * as Command from "./Command.js"
-import { isAnswerThenClose, Responders, respondKind, type StartTlsAnswer, type SwitchAnswer } from "./Responders.js"
-import { StartTLS } from "./StartTls.js"
-import { attempt } from "./internal/attempt.js"
+import * as ProtocolSwitch from "./ProtocolSwitch.js"
+import { isAnswerThenClose, make as makeRegistry, type Registry, Responders } from "./Responders.js"
+import * as StartTls from "./StartTls.js"
 import { writeFields } from "./internal/fields.js"
+import type { Answering, Asking } from "./internal/boundaryCommand.js"
 import * as Descriptors from "./internal/descriptors.js"
-import * as SelfSigned from "./internal/selfSignedCertificate.js"
-import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
+import type { TlsOptions } from "./Transport.js"
 
 /** Options of {@link make}. */
 export interface Options {
@@ -90,18 +89,18 @@ export interface Options {
 
 type End = ConnectionEnded | ProtocolSwitched
 
-/** Twisted's `_defaultStartTLSResponder`: TLS with a certificate made for the process, shared by its connections. */
-const defaultStartTlsResponder: Command.Responder<Amp> = respondKind(StartTLS, () => Effect.sync(SelfSigned.forProcess))
+/** Answer what no responder of ours handles: Twisted's default StartTLS responder, on a transport that can start TLS. */
+const fallbackWithTls: Registry = makeRegistry(StartTls.defaultResponder)
 
 /** Effect's default tracer: spans made with it are only seen by code that asks for the current span. */
 const builtInTracer = Effect.runSync(Effect.tracer)
 
 /** A call waiting for its answer. */
-class Pending<A = AmpBox> {
+class Pending<A = AmpBox, E = never> {
   constructor(
     readonly command: Command.Any | undefined,
     readonly name: string,
-    private readonly resumeCaller: (exit: Exit.Exit<A, CallFailure>) => void,
+    private readonly resumeCaller: (exit: Exit.Exit<A, CallFailure | E>) => void,
     /** Turns the answer into the result, on the reader's turn; may throw `MalformedAmpBox`. */
     private readonly decode: ((box: AmpBox) => A) | undefined,
     /** The fiber waiting, so that {@link sweep} can tell a call nobody waits for any more. */
@@ -112,8 +111,8 @@ class Pending<A = AmpBox> {
   atBoundary: ((box: AmpBox, ok: boolean) => Effect.Effect<void>) | undefined = undefined
 
   /** Completes the caller. */
-  resume(exit: Exit.Exit<AmpBox, CallFailure>): void {
-    if (exit._tag === "Failure") this.resumeCaller(exit as Exit.Exit<never, CallFailure>)
+  resume(exit: Exit.Exit<AmpBox, CallFailure | E>): void {
+    if (exit._tag === "Failure") this.resumeCaller(exit as Exit.Exit<never, CallFailure | E>)
     else this.answered(exit.value)
   }
 
@@ -208,7 +207,7 @@ const build = (
 ): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
-    const defaultStartTls = options?.defaultStartTls !== false && protocol.boundary.canStartTls
+    const fallback = options?.defaultStartTls !== false && protocol.boundary.canStartTls ? fallbackWithTls : undefined
     const fds = protocol.descriptors
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
@@ -535,39 +534,38 @@ const build = (
         yield* Fiber.interruptAll(late)
       })
 
-    /** StartTLS asked by the peer: runs in the reader, which waits at the boundary. */
-    const answerStartTls = (responder: Command.Responder<Amp>, ask: Uint8Array | undefined): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const result = yield* Effect.exit(Effect.provideService(responder.handle({}), Amp, amp))
-        if (ask === undefined) return
-        if (Exit.isFailure(result)) return yield* answerFailure(responder.command, ask, result.cause)
-        if (protocol.boundary.isTlsActive()) {
-          sm?.served(responder.command.name, "TLS_ERROR")
-          return sendError(ask, "TLS_ERROR", new OnlyOneTLS({}).message)
-        }
-        emit(new BoxBuilder().set("_answer", ask).build())
-        sm?.ok(responder.command.name)
-        const upgrade = yield* Effect.either(protocol.boundary.startTls(result.value as StartTlsAnswer))
-        if (upgrade._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: upgrade.left.message, cause: upgrade.left }))
-        // Nobody waits for the handshake on this side: a failed one also fails the transport's
-        // incoming bytes (every Transport's contract), which ends the connection with its typed cause.
-        runFork(Effect.ignore(upgrade.right.handshake))
-      })
-
-    /** A protocol switch asked by the peer: answer, then hand the connection over. */
-    const answerSwitch = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const command = responder.command
-        const args = decodeArgs(command, box)
-        if (args instanceof MalformedAmpBox) return yield* answerFailure(command, ask, Cause.fail(args))
-        const result = yield* Effect.exit(Effect.provideService(responder.handle(args), Amp, amp))
-        if (Exit.isFailure(result)) return yield* answerFailure(command, ask, result.cause)
+    /** What a command that changes the connection may do from the reader, for `command` asked with `ask`. */
+    const answering = (command: Command.Any, ask: Uint8Array | undefined): Answering => ({
+      boundary: protocol.boundary,
+      asked: ask !== undefined,
+      answer: () => {
         if (ask !== undefined) emit(new BoxBuilder().set("_answer", ask).build())
         sm?.ok(command.name)
-        const raw = yield* Effect.either(protocol.boundary.switchTo)
-        if (raw._tag === "Left") return yield* endWith(new ConnectionLost({ reason: "error", detail: raw.left.message, cause: raw.left }))
-        switchedFiber.fiber = runFork((result.value as SwitchAnswer)(raw.right))
-      })
+      },
+      refuse: (code, description) => {
+        sm?.served(command.name, code)
+        if (ask !== undefined) sendError(ask, code, description)
+      },
+      fail: endWith,
+      fork: runFork,
+      handedTo: (fiber) => {
+        switchedFiber.fiber = fiber
+      }
+    })
+
+    /**
+     * A command that changes the connection (StartTLS, a switch): its responder runs in the
+     * reader, which waits at the boundary, and the command's own code answers and acts.
+     */
+    const answerAtBoundary = (responder: Command.Responder<Amp>, box: AmpBox, ask: Uint8Array | undefined): Effect.Effect<void> => {
+      const command = responder.command
+      const args = decodeArgs(command, box)
+      if (args instanceof MalformedAmpBox) return answerFailure(command, ask, Cause.fail(args))
+      return Effect.flatMap(Effect.exit(Effect.provideService(invoke(responder, args), Amp, amp)), (result) =>
+        Exit.isFailure(result)
+          ? answerFailure(command, ask, result.cause)
+          : responder.atBoundary!(result.value, answering(command, ask)))
+    }
 
     // A peer tends to send the same command over and over: remember the last one found.
     let lastName: Uint8Array = new Uint8Array(0)
@@ -590,24 +588,17 @@ const build = (
     const commandReceived = (nameBytes: Uint8Array, box: AmpBox): void | Effect.Effect<void> => {
       if (draining !== undefined) return Deferred.await(draining) // never completes: the close ends the reader
       const ask = box.get("_ask")
-      const responder = responderFor(nameBytes)
+      const responder = responderFor(nameBytes) ?? fallback?.get(bytesToByteString(nameBytes))
       if (responder === undefined) {
-        if (defaultStartTls && bytesToByteString(nameBytes) === StartTLS.name) return answerStartTls(defaultStartTlsResponder, ask)
         const name = JSON.stringify(bytesToByteString(nameBytes))
         if (ask !== undefined) sendError(ask, UNHANDLED_ERROR_CODE, `Unhandled Command: ${name}`)
         sm?.unhandled()
         return
       }
-      switch (responder.command.kind) {
-        case "starttls":
-          return answerStartTls(responder, ask)
-        case "switch":
-          return answerSwitch(responder, box, ask)
-        case "plain":
-          if (runningTable.size < maxConcurrent) return startHandler(responder, box, ask)
-          // Backpressure: the reader (and so the socket) waits for a free slot.
-          return Effect.zipRight(slotFree, Effect.sync(() => startHandler(responder, box, ask)))
-      }
+      if (responder.atBoundary !== undefined) return answerAtBoundary(responder, box, ask)
+      if (runningTable.size < maxConcurrent) return startHandler(responder, box, ask)
+      // Backpressure: the reader (and so the socket) waits for a free slot.
+      return Effect.zipRight(slotFree, Effect.sync(() => startHandler(responder, box, ask)))
     }
 
     const ampBoxReceived = (box: AmpBox): void | Effect.Effect<void> => {
@@ -636,7 +627,7 @@ const build = (
      * Sends the fields `build` makes with a fresh `_ask` and waits for the reply. `atBoundary`
      * and `afterSend` serve StartTLS and switches.
      */
-    const ask = <A = AmpBox>(
+    const ask = <A = AmpBox, E = never>(
       command: Command.Any | undefined,
       name: string,
       /** Builds the request's fields; may throw `InvalidSignature` and the like. */
@@ -645,11 +636,11 @@ const build = (
       /** Turns the answer into the result, on the reader's turn; may throw `MalformedAmpBox`. */
       decode?: (box: AmpBox) => A,
       afterSend?: () => void,
-      atBoundary?: (resume: (exit: Exit.Exit<AmpBox, CallFailure>) => void) => Pending["atBoundary"]
-    ): Effect.Effect<A, CallFailure> => {
+      atBoundary?: (resume: (exit: Exit.Exit<AmpBox, CallFailure | E>) => void) => Pending["atBoundary"]
+    ): Effect.Effect<A, CallFailure | E> => {
       const t = timeout ?? defaultTimeout
       // One Effect.async per call: the request is built, sent and correlated without further effects.
-      const call = Effect.async<A, CallFailure>((resume) => {
+      const call = Effect.async<A, CallFailure | E>((resume) => {
         if (endReason !== undefined) return refuse(command, name, resume, afterEnd())
         if (pending.size >= sweepAt || pending.size >= maxOutstanding) sweep()
         if (pending.size >= maxOutstanding) return refuse(command, name, resume, new TooManyOutstandingCalls({ limit: maxOutstanding }))
@@ -664,7 +655,7 @@ const build = (
         fields.set("_ask", utf8(tag.toString(16)))
         // With a timeout, the call is forgotten precisely (a canceler); without, the sweep finds it.
         const fiber = t === undefined ? Option.getOrUndefined(Fiber.getCurrentFiber()) : undefined
-        const p = new Pending<A>(command, name, cm === undefined ? resume : cm.track(command, name, resume), decode, fiber)
+        const p = new Pending<A, E>(command, name, cm === undefined ? resume : cm.track(command, name, resume), decode, fiber)
         if (atBoundary !== undefined) p.atBoundary = atBoundary((exit) => p.resume(exit))
         try {
           protocol.unsafeSendBox(fields.build())
@@ -713,64 +704,24 @@ const build = (
         return ask(undefined, name, () => box, callOptions?.timeout)
       })
 
-    const startTls: Amp["startTls"] = (tlsOptions = {}) =>
-      Effect.gen(function*() {
-        const { timeout, ...tls } = tlsOptions
-        if (protocol.boundary.isTlsActive()) return yield* Effect.fail(new OnlyOneTLS({}))
-        let session: Effect.Effect<TlsSession, any> | undefined
-        yield* ask(
-          StartTLS,
-          StartTLS.name,
-          () => new BoxBuilder().set("_command", StartTLS.wire.nameBytes),
-          timeout,
-          undefined,
-          () => protocol.boundary.prepareTls(),
-          (resume) => (box, ok) =>
-            ok
-              ? Effect.matchEffect(protocol.boundary.startTls(tls as TlsOptions), {
-                onFailure: (e) => Effect.sync(() => resume(Exit.fail(e as unknown as CallFailure))),
-                onSuccess: (upgrade) =>
-                  Effect.sync(() => {
-                    session = upgrade.handshake
-                    resume(Exit.succeed(box))
-                  })
-              })
-              : Effect.sync(() => {
-                protocol.boundary.cancelTls()
-                resume(Exit.fail(remoteError(StartTLS, StartTLS.name, box)))
-              })
-        )
-        return yield* session!
-      }).pipe((e) => traced("StartTLS", "client", e))
+    /** What StartTLS and switches need to ask (see internal/boundaryCommand). */
+    const asking: Asking = {
+      boundary: protocol.boundary,
+      ask: <E>(
+        command: Command.Any,
+        build: () => BoxBuilder,
+        timeout: Duration.DurationInput | undefined,
+        afterSend: () => void,
+        atBoundary: (resume: (exit: Exit.Exit<AmpBox, CallFailure | E>) => void) => Pending["atBoundary"]
+      ) =>
+        ask<AmpBox, E>(command, command.name, build, timeout, undefined, afterSend, atBoundary),
+      remoteError: (command, reply) => remoteError(command, command.name, reply)
+    }
+
+    const startTls: Amp["startTls"] = (tlsOptions) => traced("StartTLS", "client", StartTls.ask(asking, tlsOptions))
 
     const switchProtocol: Amp["switchProtocol"] = (command, args, callOptions) =>
-      Effect.gen(function*() {
-        let connection: RawConnection | undefined
-        const box = yield* ask(
-          command,
-          command.name,
-          request(command, args),
-          callOptions?.timeout,
-          undefined,
-          () => protocol.boundary.lockForSwitch(),
-          (resume) => (reply, ok) =>
-            ok
-              ? Effect.matchEffect(protocol.boundary.switchTo, {
-                onFailure: (e) => Effect.sync(() => resume(Exit.fail(e as unknown as CallFailure))),
-                onSuccess: (raw) =>
-                  Effect.sync(() => {
-                    connection = raw
-                    resume(Exit.succeed(reply))
-                  })
-              })
-              : Effect.sync(() => {
-                protocol.boundary.unlockFromSwitch()
-                resume(Exit.fail(remoteError(command, command.name, reply)))
-              })
-        ).pipe(Effect.onInterrupt(() => Effect.sync(() => protocol.boundary.unlockFromSwitch())))
-        const response = yield* attempt(() => Command.decodeResponse(command, box), isMalformed)
-        return { response: response as any, connection: connection! }
-      }).pipe((e) => traced(command.name, "client", e))
+      traced(command.name, "client", ProtocolSwitch.ask(asking, command, args, callOptions))
 
     const amp: Amp = {
       callRemote,
@@ -829,11 +780,6 @@ export const layer = (options?: Options): Layer.Layer<Amp, never, BinaryBoxProto
     Amp,
     Effect.flatMap(Effect.all([BinaryBoxProtocol, Responders]), ([p, r]) => make(p, r, options))
   )
-
-/** The refusal `Command.decodeResponse` throws; anything else it throws is a bug. */
-function isMalformed(e: unknown): e is MalformedAmpBox {
-  return e instanceof MalformedAmpBox
-}
 
 /** Re-exported for users of {@link Options}. */
 export type { CallOptions, TlsOptions, ValueInput }

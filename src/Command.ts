@@ -21,6 +21,7 @@ import { InvalidSignature, MalformedAmpBox } from "./AmpError.js"
 import type { Argument } from "./Argument.js"
 import { BoxBuilder } from "./BoxBuilder.js"
 import { type Field, readFields, writeFields } from "./internal/fields.js"
+import type { AtBoundary } from "./internal/boundaryCommand.js"
 
 /** Argument declarations, by wire name. */
 export type Fields = { readonly [wireName: string]: Argument<any> }
@@ -238,4 +239,6 @@ export interface Responder<R = never> {
   readonly command: Any
   /** Gets the decoded arguments; returns the response fields (or, for a switch, the next protocol). */
   readonly handle: (args: Record<string, unknown>) => Effect.Effect<unknown, unknown, R>
+  /** @internal For commands that change the connection: run in the reader, it answers and acts at the box boundary. */
+  readonly atBoundary?: AtBoundary
 }

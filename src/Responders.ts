@@ -15,7 +15,6 @@ import * as Layer from "effect/Layer"
 import { bytesToByteString } from "./AmpBox.js"
 import type { Amp } from "./Amp.js"
 import * as Command from "./Command.js"
-import type { RawConnection, TlsOptions } from "./Transport.js"
 
 /** Responders by `_command` wire name (a byte string). */
 export interface Registry {
@@ -93,22 +92,6 @@ export const answerThenClose = <A>(response: A): AnswerThenClose<A> => ({ [Answe
  */
 export const isAnswerThenClose = (u: unknown): u is AnswerThenClose<unknown> =>
   typeof u === "object" && u !== null && AnswerThenCloseTypeId in u
-
-/** @internal responder for a connection-changing command; `handle` returns what the kind needs. */
-export const respondKind = <C extends Command.Any, E, R, Out>(
-  command: C,
-  handler: (args: Command.Arguments<C>) => Effect.Effect<Out, E, R>
-): Command.Responder<R> => ({
-  _tag: "Responder",
-  command,
-  handle: handler as (args: Record<string, unknown>) => Effect.Effect<unknown, E, R>
-})
-
-/** What a StartTLS responder returns: how this side runs TLS. */
-export type StartTlsAnswer = TlsOptions
-
-/** What a protocol-switch responder returns: the protocol that takes the connection over. */
-export type SwitchAnswer<R = never> = (connection: RawConnection) => Effect.Effect<void, never, R>
 
 type Requirements<Rs extends ReadonlyArray<Command.Responder<any>>> = Rs[number] extends Command.Responder<infer R> ? R
   : never

@@ -14,15 +14,39 @@
  * or in memory, or with the dispatcher option `defaultStartTls: false`, it is
  * answered `UNHANDLED`.
  *
+ * Both sides live here, as Twisted keeps them with its `StartTLS` command
+ * (`_doCommand`, `_TLSBox`): the dispatcher only runs them at the boundary.
+ *
  * @since 0.1.0
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type { CallOptions, StartTlsError } from "./Amp.js"
+import { ConnectionLost, OnlyOneTLS } from "./AmpError.js"
+import { BoxBuilder } from "./BoxBuilder.js"
 import * as Command from "./Command.js"
-import * as Responders from "./Responders.js"
-import type { TlsOptions } from "./Transport.js"
+import type { Answering, Asking } from "./internal/boundaryCommand.js"
+import * as SelfSigned from "./internal/selfSignedCertificate.js"
+import type { TlsOptions, TlsSession } from "./Transport.js"
 
 /** The `StartTLS` command. */
 export const StartTLS = Command.makeKind("StartTLS", "starttls")
+
+/** The answering side, in the reader held right after the request: answer, then start TLS on the bytes behind it. */
+const startAfterAnswer = (result: unknown, kit: Answering): Effect.Effect<void> => {
+  if (!kit.asked) return Effect.void
+  if (kit.boundary.isTlsActive()) {
+    kit.refuse("TLS_ERROR", new OnlyOneTLS({}).message)
+    return Effect.void
+  }
+  kit.answer()
+  return Effect.matchEffect(kit.boundary.startTls(result as TlsOptions), {
+    onFailure: (e) => kit.fail(new ConnectionLost({ reason: "error", detail: e.message, cause: e })),
+    // Nobody waits for the handshake on this side: a failed one also fails the transport's
+    // incoming bytes (every Transport's contract), which ends the connection with its typed cause.
+    onSuccess: (upgrade) => Effect.sync(() => void kit.fork(Effect.ignore(upgrade.handshake)))
+  })
+}
 
 /**
  * Answers the peer's StartTLS with these TLS settings (certificate, key, and
@@ -31,5 +55,41 @@ export const StartTLS = Command.makeKind("StartTLS", "starttls")
  * @example
  * Responders.layer(StartTls.respond(() => Effect.succeed({ cert, key })))
  */
-export const respond = <E, R>(handler: () => Effect.Effect<TlsOptions, E, R>) =>
-  Responders.respondKind(StartTLS, () => handler())
+export const respond = <E, R>(handler: () => Effect.Effect<TlsOptions, E, R>): Command.Responder<R> => ({
+  _tag: "Responder",
+  command: StartTLS,
+  handle: () => handler(),
+  atBoundary: startAfterAnswer
+})
+
+/** @internal Twisted's `_defaultStartTLSResponder`: TLS with a certificate made for the process. */
+export const defaultResponder: Command.Responder = respond(() => Effect.sync(SelfSigned.forProcess))
+
+/** @internal `Amp.startTls`: asks, holds our boxes until the answer, then runs the handshake. */
+export const ask = (kit: Asking, options: TlsOptions & CallOptions = {}): Effect.Effect<TlsSession, StartTlsError> =>
+  Effect.suspend(() => {
+    const { timeout, ...tls } = options
+    if (kit.boundary.isTlsActive()) return Effect.fail(new OnlyOneTLS({}))
+    let handshake: Effect.Effect<TlsSession, StartTlsError> | undefined
+    const asked = kit.ask<StartTlsError>(
+      StartTLS,
+      () => new BoxBuilder().set("_command", StartTLS.wire.nameBytes),
+      timeout,
+      () => kit.boundary.prepareTls(),
+      (resume) => (reply, ok) =>
+        ok
+          ? Effect.matchEffect(kit.boundary.startTls(tls), {
+            onFailure: (e) => Effect.sync(() => resume(Exit.fail(e))),
+            onSuccess: (upgrade) =>
+              Effect.sync(() => {
+                handshake = upgrade.handshake
+                resume(Exit.succeed(reply))
+              })
+          })
+          : Effect.sync(() => {
+            kit.boundary.cancelTls()
+            resume(Exit.fail(kit.remoteError(StartTLS, reply)))
+          })
+    )
+    return Effect.flatMap(asked, () => handshake!)
+  })
