@@ -158,42 +158,54 @@ const allocUnsafeSlow: (n: number) => Uint8Array = typeof globalThis.Buffer === 
   : (n) => new Uint8Array(n)
 
 /**
+ * Slabs carved back to back, as Node's `Buffer` pool is: `reserve(n)` makes
+ * room for `n` bytes at `at` (in a fresh slab when the current one is
+ * short), and the caller moves `at` past what it wrote. Carved memory is
+ * never handed out twice; a slab lives as long as any view of it.
+ */
+class SlabPool {
+  slab: Uint8Array = EMPTY
+  at = 0
+  constructor(readonly slabBytes: number) {}
+
+  reserve(n: number): void {
+    if (this.slab.length - this.at < n) {
+      this.slab = allocUnsafeSlow(Math.max(this.slabBytes, n))
+      this.at = 0
+    }
+  }
+}
+
+/**
  * Memory for boxes gathered from several chunks. For large values (64 KiB
  * values arriving in 64 KiB reads) the copy is the whole cost, and most of
  * it is the memory copied into: with one fresh `ArrayBuffer` per box this
  * decoder ran at 60-70% of the speed below, with twice the page faults
  * (malloc handing out freshly mapped pages). So pieces of up to 256 KiB are
- * carved, back to back, from a shared 1 MiB slab (as Node's `Buffer` pool
- * does at 8 KiB); bigger ones get their own buffer. A piece is never reused:
- * the box owns it, and the slab lives as long as any box carved from it.
+ * carved from a shared 1 MiB slab pool; bigger ones get their own buffer.
+ * The box owns its piece.
  */
-const SLAB_BYTES = 1024 * 1024
-const SLAB_PIECE_MAX = SLAB_BYTES / 4
-let slab: Uint8Array = EMPTY
-let slabAt = 0
+const gatherPool = new SlabPool(1024 * 1024)
+
+/** The slabs of every {@link BoxWriter} made without `slabBytes`. */
+const sharedWritePool = new SlabPool(16 * 1024)
+const SLAB_PIECE_MAX = gatherPool.slabBytes / 4
 const gatherAlloc = (n: number): Uint8Array => {
   if (n > SLAB_PIECE_MAX) return allocUnsafe(n)
-  if (slab.length - slabAt < n) {
-    slab = allocUnsafeSlow(SLAB_BYTES)
-    slabAt = 0
-  }
-  const out = new Uint8Array(slab.buffer, slab.byteOffset + slabAt, n)
-  slabAt += n
-  return out
+  gatherPool.reserve(n)
+  const { slab, at } = gatherPool
+  gatherPool.at = at + n
+  return new Uint8Array(slab.buffer, slab.byteOffset + at, n)
 }
 
-/**
- * `piece` (holding `fill` bytes) grown to `n` bytes: in place when it is the
- * last piece carved from the slab and the slab has room (a gathering box is
- * usually the only one carving), else a fresh piece with the bytes copied.
- */
 const gatherGrow = (piece: Uint8Array, fill: number, n: number): Uint8Array => {
   const extra = n - piece.length
+  const { slab, at } = gatherPool
   if (
     n <= SLAB_PIECE_MAX && piece.buffer === slab.buffer &&
-    piece.byteOffset + piece.length === slab.byteOffset + slabAt && slab.length - slabAt >= extra
+    piece.byteOffset + piece.length === slab.byteOffset + at && slab.length - at >= extra
   ) {
-    slabAt += extra
+    gatherPool.at = at + extra
     return new Uint8Array(slab.buffer, piece.byteOffset, n)
   }
   const grown = gatherAlloc(n)
@@ -700,7 +712,11 @@ export class BoxEncoder {
 
 /** What {@link BoxWriter} accepts. */
 export interface BoxWriterOptions {
-  /** Size of the buffers small boxes are written into, back to back. Default 64 KiB. */
+  /**
+   * Given, the writer has slabs of its own of this size. By default every
+   * writer in the process carves from one shared pool of 16 KiB slabs, so
+   * that a connection holds no slab while it is not writing.
+   */
   readonly slabBytes?: number
   /**
    * Values of at least this many bytes are not copied: {@link BoxWriter.take}
@@ -722,10 +738,13 @@ export interface BoxWriterOptions {
  * socket.cork(); for (const chunk of writer.take()) socket.write(chunk); socket.uncork()
  * ```
  *
- * Boxes are written back to back into a slab (`slabBytes`) and handed out by
- * `take` as views of it; later boxes go on in the same slab after the part
- * handed out, which is never written again (like Node's `Buffer` pool), and
- * a full slab is replaced by a fresh one. A value of `largeValueBytes` or more
+ * Boxes are written back to back into a slab and handed out by `take` as
+ * views of it; later boxes go on in the same slab after the part handed out,
+ * which is never written again (like Node's `Buffer` pool), and a full slab
+ * is replaced by a fresh one. The slabs are shared by every writer unless
+ * `slabBytes` is given: one per connection would cost each idle connection
+ * a whole slab (64 KiB each, measured with 1000 connections making a call
+ * a second). A value of `largeValueBytes` or more
  * is not copied: `take` returns that value itself as a chunk, between the
  * chunks holding the bytes around it. So do not change a value's bytes until
  * the chunks are written (boxes are meant to be immutable anyway).
@@ -736,10 +755,10 @@ export interface BoxWriterOptions {
  * @since 0.1.0
  */
 export class BoxWriter {
-  private readonly slabBytes: number
+  private readonly pool: SlabPool
   private readonly largeValueBytes: number
+  /** The pool's slab while boxes are pending; `slab[start, at)`: written and not yet handed out. */
   private slab: Uint8Array = EMPTY
-  /** `slab[start, at)`: written and not yet handed out. */
   private start = 0
   private at = 0
   /** Chunks sealed since the last `take`, in order. */
@@ -747,7 +766,7 @@ export class BoxWriter {
   private pending = 0
 
   constructor(options?: BoxWriterOptions) {
-    this.slabBytes = Math.max(512, options?.slabBytes ?? 64 * 1024)
+    this.pool = options?.slabBytes === undefined ? sharedWritePool : new SlabPool(Math.max(512, options.slabBytes))
     this.largeValueBytes = Math.max(1, options?.largeValueBytes ?? 8 * 1024)
   }
 
@@ -773,7 +792,14 @@ export class BoxWriter {
         if (vl >= large) copied -= vl
       }
     }
-    if (this.slab.length - this.at < copied) this.newSlab(copied)
+    const pool = this.pool
+    if (pool.slab !== this.slab || pool.at !== this.at || pool.slab.length - pool.at < copied) {
+      // Another writer carved after us, or the slab is short: go on where the pool is.
+      this.seal()
+      pool.reserve(copied)
+      this.slab = pool.slab
+      this.start = this.at = pool.at
+    }
     const slab = this.slab
     let at = this.at
     for (let i = 0; i < keys.length; i++) {
@@ -790,7 +816,7 @@ export class BoxWriter {
     }
     slab[at] = 0
     slab[at + 1] = 0
-    this.at = at + 2
+    this.at = pool.at = at + 2
     this.pending += n
     return n
   }
@@ -802,6 +828,9 @@ export class BoxWriter {
    */
   take(): Array<Uint8Array> {
     this.seal()
+    // Hold no slab between writes; the next add goes on where the pool is.
+    this.slab = EMPTY
+    this.start = this.at = 0
     const out = this.chunks
     this.chunks = []
     this.pending = 0
@@ -814,14 +843,6 @@ export class BoxWriter {
       this.chunks.push(new Uint8Array(this.slab.buffer, this.slab.byteOffset + this.start, this.at - this.start))
       this.start = this.at
     }
-  }
-
-  /** Seals the current slab and starts a fresh one with room for at least `bytes`. */
-  private newSlab(bytes: number): void {
-    this.seal()
-    this.slab = allocUnsafeSlow(Math.max(this.slabBytes, bytes))
-    this.start = 0
-    this.at = 0
   }
 }
 

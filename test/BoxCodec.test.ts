@@ -372,6 +372,31 @@ describe("BoxCodec", () => {
       expect(sameBytes(joined(taken.map((t) => t.chunk)), BoxCodec.encodeBoxes(samples))).toBe(true)
     })
 
+    it("writers sharing the default slabs, adding and taking in any interleaving, each write their own boxes intact", () =>
+      FastCheck.assert(
+        FastCheck.property(
+          FastCheck.array(FastCheck.tuple(FastCheck.nat(2), boxArb(false), FastCheck.boolean()), { maxLength: 60 }),
+          (steps) => {
+            const writers = [new BoxCodec.BoxWriter(), new BoxCodec.BoxWriter(), new BoxCodec.BoxWriter()]
+            const added: Array<Array<AmpBox.AmpBox>> = [[], [], []]
+            const taken: Array<Array<{ readonly chunk: Uint8Array; readonly copy: Uint8Array }>> = [[], [], []]
+            const takeFrom = (i: number) => {
+              for (const chunk of writers[i]!.take()) taken[i]!.push({ chunk, copy: chunk.slice() })
+            }
+            for (const [i, box, take] of steps) {
+              writers[i]!.add(box)
+              added[i]!.push(box)
+              if (take) takeFrom(i)
+            }
+            for (let i = 0; i < 3; i++) {
+              takeFrom(i)
+              expect(taken[i]!.every(({ chunk, copy }) => sameBytes(chunk, copy))).toBe(true)
+              expect(sameBytes(joined(taken[i]!.map((t) => t.chunk)), BoxCodec.encodeBoxes(added[i]!))).toBe(true)
+            }
+          }
+        )
+      ))
+
     it("a box that fails validation throws and appends nothing", () => {
       const w = new BoxCodec.BoxWriter({ slabBytes: 600, largeValueBytes: 100 })
       const first = AmpBox.make({ a: "1" })

@@ -11,7 +11,9 @@
  *   the half box must not keep it alive);
  * - `announce`: a value announced at 60,000 bytes, of which 400 arrive, then
  *   400 more in a later read (the decoder must not reserve what was only
- *   announced).
+ *   announced);
+ * - `answered`: a `Sum` ask, whose answer it reads, then half a box (the
+ *   server has written: its write path must not keep a slab per connection).
  *
  * The server runs as `effect-amp serve` runs it: compiled code on plain node
  * (the fixture bundled with esbuild), not through tsx, whose transform names
@@ -59,13 +61,15 @@ const halfBox = echo.subarray(0, echo.length >> 1)
 /** A `Sum` without `_ask`: dispatched, never answered (nothing is written back). */
 const sum = Buffer.concat([field("_command", "Sum"), field("a", "1"), field("b", "2"), END])
 const tail = Buffer.concat([...Array<Buffer>(600).fill(sum), halfBox])
+/** A `Sum` ask (answered) and half a box. */
+const asked = Buffer.concat([field("_ask", "1"), field("_command", "Sum"), field("a", "1"), field("b", "2"), END, halfBox])
 /** An `Echo` whose `text` says 60,000 bytes; it gets 400, then 400 more. */
 const announced = Buffer.concat([field("_ask", "1"), field("_command", "Echo"), field("text", "y".repeat(400), 60_000)])
 const more = Buffer.alloc(400, 0x79)
 
-type Kind = "half" | "tail" | "announce"
-const kinds: ReadonlyArray<Kind> = ["half", "tail", "announce"]
-const first: Record<Kind, Buffer> = { half: halfBox, tail, announce: announced }
+type Kind = "half" | "tail" | "announce" | "answered"
+const kinds: ReadonlyArray<Kind> = ["half", "tail", "announce", "answered"]
+const first: Record<Kind, Buffer> = { half: halfBox, tail, announce: announced, answered: asked }
 
 /**
  * The fixture compiled into one plain-node script in a temporary directory
@@ -125,13 +129,17 @@ const startServer: Effect.Effect<{ readonly port: number; readonly measure: Effe
     return { port, measure: reply<Measure>("measure") }
   })
 
-/** Opens a connection that sends `bytes` and keeps it (destroyed with the scope, or by the caller). */
-const open = (port: number, bytes: Uint8Array): Effect.Effect<net.Socket, never, Scope.Scope> =>
+/**
+ * Opens a connection that sends `bytes` and keeps it (destroyed with the scope, or by the caller); with
+ * `answered`, once the first bytes of an answer have come back.
+ */
+const open = (port: number, bytes: Uint8Array, answered: boolean): Effect.Effect<net.Socket, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<net.Socket>((resume) => {
       const socket = net.createConnection({ host: "127.0.0.1", port }, () => {
         socket.write(bytes)
-        resume(Effect.succeed(socket))
+        if (answered) socket.once("data", () => resume(Effect.succeed(socket)))
+        else resume(Effect.succeed(socket))
       })
       socket.on("error", () => undefined)
     }),
@@ -160,7 +168,7 @@ const holdIdle = (port: number, measure: Effect.Effect<Measure>, n: number) =>
   Effect.gen(function*() {
     const sockets = yield* Effect.forEach(
       Array.from({ length: n }, (_, i) => kinds[i % kinds.length]!),
-      (kind) => Effect.map(open(port, first[kind]), (socket) => ({ kind, socket })),
+      (kind) => Effect.map(open(port, first[kind], kind === "answered"), (socket) => ({ kind, socket })),
       { concurrency: 50 }
     )
     let sent = 0
