@@ -26,8 +26,6 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
-import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 import { type AmpBox, bytesToByteString, decodeUtf8Lenient, utf8, type ValueInput } from "./AmpBox.js"
 import {
@@ -60,6 +58,7 @@ import * as StartTls from "./StartTls.js"
 import { writeFields } from "./internal/fields.js"
 import type { Answering, Asking } from "./internal/boundaryCommand.js"
 import * as Descriptors from "./internal/descriptors.js"
+import * as ScopedFibers from "./internal/scopedFibers.js"
 import type { TlsOptions } from "./Transport.js"
 
 /** Options of {@link make}. */
@@ -216,10 +215,11 @@ const build = (
     const metricsOn = yield* FiberRef.get(AmpMetrics.enabled)
     const cm = metricsOn ? new AmpMetrics.ClientRecorder(yield* Effect.clock, () => endReason !== undefined) : undefined
     const sm = metricsOn ? new AmpMetrics.ServerRecorder() : undefined
-    // Responders get the connection from the runtime they are forked with (filled in below).
-    let runFork: (effect: Effect.Effect<void, never, Amp>) => Fiber.RuntimeFiber<void, never> = () => {
-      throw new Error("BoxDispatcher: used before start")
-    }
+    // Responders' fibers, interrupted when the scope closes; each is given this connection as `Amp`
+    // (`amp` is made below, before anything can be forked).
+    const fibers = yield* ScopedFibers.make
+    const runFork = (effect: Effect.Effect<void, never, Amp>): Fiber.RuntimeFiber<void, never> =>
+      fibers.run(Effect.provideService(effect, Amp, amp))
     const switchedFiber: { fiber?: Fiber.RuntimeFiber<void> } = {}
 
     const pending = new CallTable<Pending<any>>()
@@ -739,32 +739,6 @@ const build = (
       protocol
     }
 
-    // Responders' fibers, interrupted when the scope closes: FiberSet.makeRuntime's work, with the
-    // set made at the first fiber (a connection whose answers all take the fast path never needs one).
-    // The caller's own runtime (no copy of its fiber refs made for this connection); `Amp` is given per fork.
-    // Interruptible even when the connection is made in an acquire or a layer: the close interrupts responders.
-    const runtime = Runtime.enableRuntimeFlag(yield* Effect.runtime<never>(), RuntimeFlags.Interruption)
-    let forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
-    let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
-    let forkedClosed = false
-    runFork = (effect) => {
-      const fiber = (forkWith ??= Runtime.runFork(runtime))(Effect.provideService(effect, Amp, amp))
-      if (forkedClosed) {
-        fiber.unsafeInterruptAsFork(FiberId.none)
-        return fiber
-      }
-      const set = (forked ??= new Set())
-      set.add(fiber)
-      fiber.addObserver(() => set.delete(fiber))
-      return fiber
-    }
-    yield* Scope.addFinalizer(
-      yield* Effect.scope,
-      Effect.suspend(() => {
-        forkedClosed = true
-        return forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(forked))
-      })
-    )
     const receiver: BoxReceiver = { ampBoxReceived, stopReceivingBoxes }
     return { amp, receiver }
   })

@@ -7,6 +7,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
@@ -439,5 +440,24 @@ describe("BoxDispatcher", () => {
       yield* Effect.repeatN(Effect.yieldNow(), 50)
       expect(closed.unsafePoll()).not.toBeNull()
       expect((yield* Fiber.join(call))._tag).toBe("ConnectionLost")
+    }))
+
+  it.scopedLive("closing a connection's scope interrupts its running responders", () =>
+    Effect.gen(function*() {
+      const Hang = Command.make("Hang")
+      const started = yield* Ref.make(0)
+      const interrupted = yield* Ref.make(0)
+      const scope = yield* Scope.make()
+      const hang = Responders.respond(Hang, () =>
+        Effect.zipRight(
+          Ref.update(started, (n) => n + 1),
+          Effect.onInterrupt(Effect.never, () => Ref.update(interrupted, (n) => n + 1))
+        ))
+      const { client } = yield* Scope.extend(ampPair({ server: Responders.make(hang) }), scope)
+      yield* Effect.forEach([1, 2, 3], () => Effect.fork(client.callRemote(Hang, {})))
+      for (let i = 0; i < 200 && (yield* Ref.get(started)) < 3; i++) yield* Effect.sleep("5 millis")
+      expect(yield* Ref.get(started), "started").toBe(3)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* Ref.get(interrupted), "interrupted").toBe(3)
     }))
 })
