@@ -86,19 +86,6 @@ const connect = (): Promise<net.Socket> =>
     })
   })
 
-/** Writes of one event-loop turn go out as one `socket.write`. */
-const coalescing = (socket: net.Socket) => {
-  let queue: Array<Buffer> = []
-  const flush = () => {
-    const q = queue
-    queue = []
-    socket.write(q.length === 1 ? q[0]! : Buffer.concat(q))
-  }
-  return (b: Buffer): void => {
-    if (queue.push(b) === 1) setImmediate(flush)
-  }
-}
-
 const check = (total: string | undefined) => total === "94" || die(`Sum answered ${total}`)
 
 // ---------------------------------------------------------------------------
@@ -142,21 +129,30 @@ let busyRunning = true
 
 const busyConnection = async () => {
   const socket = await connect()
-  const write = coalescing(socket)
   // One ask per slot: a slot has one call outstanding at a time, so its ask is reused.
   const asks = new Map<string, Buffer>()
   for (let i = 0; i < config.inflight; i++) {
     const ask = i.toString(16)
     asks.set(ask, encode({ _command: "Sum", _ask: ask, a: "13", b: "81" }))
   }
-  socket.on("data", parser((box) => {
+  // The next calls go out as soon as a read is parsed, one write for the read, not at the end of the
+  // event-loop turn: so the server can start on this connection's calls while the other connections'
+  // answers are read, and the calls do not travel in one wave of every connection's at once.
+  let again: Array<Buffer> = []
+  const parse = parser((box) => {
     check(box.total)
-    const again = asks.get(box._answer!)
-    if (again === undefined) return die(`answer to an unknown ask ${box._answer}`)
+    const next = asks.get(box._answer!)
+    if (next === undefined) return die(`answer to an unknown ask ${box._answer}`)
     busyAnswered++
-    if (busyRunning) write(again)
-  }))
-  for (const box of asks.values()) write(box)
+    if (busyRunning) again.push(next)
+  })
+  socket.on("data", (chunk: Buffer) => {
+    parse(chunk)
+    if (again.length === 0) return
+    socket.write(again.length === 1 ? again[0]! : Buffer.concat(again))
+    again = []
+  })
+  socket.write(Buffer.concat([...asks.values()]))
   return socket
 }
 
