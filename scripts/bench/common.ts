@@ -45,3 +45,14 @@ export const options = (argv: ReadonlyArray<string>, fail: (message: string) => 
   }
   return { option, numberOption }
 }
+
+/**
+ * `[cmd, args]` run through `sh` with the open-file limit raised to `fds`
+ * first (to the hard limit if that is lower), for a process holding more
+ * connections than a default soft limit of 1024 allows. `sh` execs the
+ * command, so the pid a spawn reports is the command's own.
+ */
+export const withFdLimit = (fds: number, cmd: string, args: ReadonlyArray<string>): [string, Array<string>] => [
+  "sh",
+  ["-c", `ulimit -n ${fds} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"`, cmd, ...args]
+]

@@ -10,7 +10,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
+import { withFdLimit } from "./common.js"
 import type { NodeImplId } from "./impl/index.js"
+import type { ScaleConfig } from "./scale.js"
 
 export type ContenderId = NodeImplId | "twisted"
 
@@ -73,9 +75,10 @@ export interface Contender {
   /**
    * An Echo (and Sum) server in a child process, for peers that do not read
    * (never-read, idle). On SIGUSR2 it prints its memory after a full GC:
-   * `{"rss_mb"}`, and for Node `{"heap_mb", "external_mb"}` too.
+   * `{"rss_mb"}`, and for Node `{"heap_mb", "external_mb"}` too. With
+   * `fds`, its open-file limit is raised to that first (server-scale).
    */
-  readonly startEchoServer: () => Promise<ChildServer>
+  readonly startEchoServer: (fds?: number) => Promise<ChildServer>
   /** This contender's Sum client against `port` (any contender's server). */
   readonly client: (port: number, inflight: number, t: Timing) => Promise<CallRuns>
   /** Heap and RSS in a fresh process, after `warmup` calls and after `calls` more (100 in flight). */
@@ -95,6 +98,7 @@ export const sourceDir = fs.existsSync(path.join(here, "twisted_bench.py"))
 export const PYTHON = process.env.AMP_PYTHON ?? "/usr/bin/python3"
 const TWISTED = path.join(sourceDir, "twisted_bench.py")
 const CHILD = path.join(here, `child${ext}`)
+const SCALE = path.join(here, `scale${ext}`)
 
 const children = new Set<ChildProcess>()
 /** Stops every child this process started (on exit, and on Ctrl-C). */
@@ -111,14 +115,14 @@ const track = (child: ChildProcess) => {
 }
 
 /**
- * How to start child.ts. Compiled (`npm run bench`): plain node. From .ts
+ * How to start a child script (child.ts, scale.ts). Compiled (`npm run bench`): plain node. From .ts
  * (tsx): bundled once with esbuild (tsx's own) into a temporary .mjs run by
  * plain node, because tsx's loader thread would add about 80 MiB to every
  * child's RSS and seconds to its start; without esbuild, through tsx.
  */
-const childEntry: () => Promise<{ readonly flags: ReadonlyArray<string>; readonly script: string }> = (() => {
-  const bundle = async () => {
-    if (ext !== ".ts") return { flags: [], script: CHILD }
+const childEntry: (entry?: string) => Promise<{ readonly flags: ReadonlyArray<string>; readonly script: string }> = (() => {
+  const bundle = async (entry: string) => {
+    if (ext !== ".ts") return { flags: [], script: entry }
     try {
       const name = "esbuild" // not a dependency of ours: typed here, loaded if present
       const esbuild = (await import(name)) as {
@@ -126,9 +130,9 @@ const childEntry: () => Promise<{ readonly flags: ReadonlyArray<string>; readonl
       }
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-amp-bench-"))
       process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }))
-      const script = path.join(dir, "child.mjs")
+      const script = path.join(dir, `${path.basename(entry, ext)}.mjs`)
       await esbuild.build({
-        entryPoints: [CHILD],
+        entryPoints: [entry],
         bundle: true,
         platform: "node",
         format: "esm",
@@ -139,11 +143,15 @@ const childEntry: () => Promise<{ readonly flags: ReadonlyArray<string>; readonl
       return { flags: [], script }
     } catch (e) {
       process.stderr.write(`(children run through tsx: no esbuild bundle: ${e instanceof Error ? e.message : String(e)})\n`)
-      return { flags: process.execArgv, script: CHILD }
+      return { flags: process.execArgv, script: entry }
     }
   }
-  let entry: ReturnType<typeof bundle> | undefined
-  return () => (entry ??= bundle())
+  const entries = new Map<string, ReturnType<typeof bundle>>()
+  return (entry = CHILD) => {
+    let e = entries.get(entry)
+    if (e === undefined) entries.set(entry, e = bundle(entry))
+    return e
+  }
 })()
 
 /** Arguments for `node` running child.ts. */
@@ -218,7 +226,64 @@ const startChild = (cmd: string, args: ReadonlyArray<string>): Promise<ChildServ
     waiters.push(first)
   })
 
-const nums = (o: Record<string, unknown>, key: string): ReadonlyArray<number> => {
+/** The server-scale load generator (scale.ts) in a child process of its own. */
+export interface ScaleGenerator {
+  /** The JSON of the next line it prints. */
+  readonly nextLine: (timeoutMs: number) => Promise<Record<string, unknown>>
+  /** Lets it go on past "idle-ready" (a line on its stdin). */
+  readonly go: () => void
+  readonly stop: () => void
+}
+
+/** Starts scale.ts against the server at `port` (process `serverPid`), its open-file limit raised to `fds`. */
+export const startScaleGenerator = async (port: number, serverPid: number, config: ScaleConfig, fds: number): Promise<ScaleGenerator> => {
+  const { flags, script } = await childEntry(SCALE)
+  const child = track(spawn(...withFdLimit(fds, process.execPath, [...flags, script, String(port), String(serverPid), JSON.stringify(config)]), {
+    stdio: ["pipe", "pipe", "pipe"]
+  }))
+  let err = ""
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s).length > 4096 && (err = err.slice(-4096)))
+  const lines: Array<string> = []
+  const waiters: Array<(line: string) => void> = []
+  readline.createInterface({ input: child.stdout! }).on("line", (line) => (waiters.length ? waiters.shift()!(line) : lines.push(line)))
+  child.stdin!.on("error", () => undefined) // a generator that died is reported by nextLine
+  let exit: string | undefined
+  let closed = false
+  child.once("exit", (code, signal) => (exit = `exit ${code ?? signal}: ${gist(err)}`))
+  child.once("close", () => (closed = true))
+  const parse = (line: string): Record<string, unknown> => {
+    try {
+      return JSON.parse(line) as Record<string, unknown>
+    } catch {
+      throw new Error(`scale.ts: not JSON: ${line}`)
+    }
+  }
+  return {
+    nextLine: (timeoutMs) =>
+      lines.length
+        ? Promise.resolve(parse(lines.shift()!))
+        : new Promise((ok, fail) => {
+          if (closed) return fail(new Error(`scale.ts: ${exit ?? "closed"}`))
+          const t = setTimeout(() => fail(new Error(`scale.ts: no output within ${timeoutMs} ms`)), timeoutMs)
+          // "close", not "exit": a last line may still be in the pipe when the process exits.
+          const onClose = () => fail(new Error(`scale.ts: ${exit ?? "closed"}`))
+          child.once("close", onClose)
+          waiters.push((line) => {
+            clearTimeout(t)
+            child.off("close", onClose)
+            try {
+              ok(parse(line))
+            } catch (e) {
+              fail(e)
+            }
+          })
+        }),
+    go: () => void child.stdin!.write("go\n"),
+    stop: () => void child.kill()
+  }
+}
+
+export const nums = (o: Record<string, unknown>, key: string): ReadonlyArray<number> => {
   const v = o[key]
   if (!Array.isArray(v) || v.some((x) => typeof x !== "number")) throw new Error(`bad "${key}" in ${JSON.stringify(o)}`)
   return v as ReadonlyArray<number>
@@ -263,7 +328,10 @@ const nodeContender = (id: NodeImplId, label: string): Contender => {
       ),
     startServer: async (slow) =>
       startChild(process.execPath, await nodeArgs([], "serve", id, ...(slow === undefined ? ["sum"] : ["slow", String(slow.count), String(slow.warm)]))),
-    startEchoServer: async () => startChild(process.execPath, await nodeArgs([], "serve", id, "echo")),
+    startEchoServer: async (fds) => {
+      const args = await nodeArgs([], "serve", id, "echo")
+      return fds === undefined ? startChild(process.execPath, args) : startChild(...withFdLimit(fds, process.execPath, args))
+    },
     client: async (port, inflight, t) =>
       callRuns(
         await runJson(process.execPath, await nodeArgs(["--expose-gc"], "client", id, String(port), String(inflight), JSON.stringify(t)), budgetMs(t))
@@ -311,7 +379,10 @@ const twisted: Contender = {
       : { callsPerSec: nums(o, "calls_per_s") }
   },
   startServer: (slow) => startChild(PYTHON, ["-u", TWISTED, "--serve", ...(slow === undefined ? [] : ["--slow", String(slow.count), "--slow-warm", String(slow.warm)])]),
-  startEchoServer: () => startChild(PYTHON, ["-u", TWISTED, "--serve", "--echo"]),
+  startEchoServer: (fds) => {
+    const args = ["-u", TWISTED, "--serve", "--echo"]
+    return fds === undefined ? startChild(PYTHON, args) : startChild(...withFdLimit(fds, PYTHON, args))
+  },
   client: async (port, inflight, t) => {
     const o = await python(["--client", "127.0.0.1", String(port), "--inflight", String(inflight), ...timingArgs(t)], budgetMs(t))
     return { callsPerSec: nums(o, "calls_per_s") }

@@ -6,7 +6,7 @@
  *
  *   --quick             fewer, shorter runs (under a minute; for smoke tests)
  *   --only W[,W...]     only these workloads: codec, pipelined, sequential,
- *                       two-process, mixed, memory, flood, never-read, idle
+ *                       two-process, mixed, memory, flood, never-read, idle, server-scale
  *   --json FILE         also write every figure (and every run) as JSON
  *   --write-results     also write the table to scripts/bench/RESULTS.md
  *   --runs N            timed runs per round (default 2, quick 3)
@@ -19,6 +19,11 @@
  *   --flood-mib N       bytes the flooding peer sends (default 200; quick 16)
  *   --never-read-seconds S   how long the never-reading peer writes (default 5; quick 2)
  *   --idle N            connections of the idle workload (default 1000)
+ *   --scale-busy N      server-scale: busy connections (default 64; quick 16)
+ *   --scale-inflight N  server-scale: calls in flight on each busy connection (default 16)
+ *   --scale-idle N      server-scale: slow connections, 1 call/s each (default 1000; quick 250)
+ *   --scale-seconds S   server-scale: length of a timed run (default 3; quick 0.5), after a
+ *                       warm-up of the same length (at least 1 s; quick 0.5 s)
  *
  * Each figure is the median of the timed runs, after a warm-up (1 s; codec
  * 0.5 s; quick: 0.3 s for calls, 0.08 s for the codec) and a full GC. The markdown table goes to stdout, progress to stderr. A figure
@@ -39,18 +44,22 @@ import {
   type Contender,
   type ContenderId,
   contenders,
+  nums,
+  type ScaleGenerator,
   sourceDir,
+  startScaleGenerator,
   stopChildren,
   type Timing,
   twistedVersion
 } from "./contenders.js"
 import { encode, parser } from "./impl/rawNode.js"
+import type { ScaleConfig } from "./scale.js"
 
 // ---------------------------------------------------------------------------
 // options
 // ---------------------------------------------------------------------------
 
-const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood", "never-read", "idle"] as const
+const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood", "never-read", "idle", "server-scale"] as const
 type Workload = typeof WORKLOADS[number]
 
 const argv = process.argv.slice(2)
@@ -66,7 +75,7 @@ if (flag("--help") || flag("-h")) {
   process.stdout.write(`${doc.replace(/^ \* ?/gm, "").trim()}\n`)
   process.exit(0)
 }
-const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--rounds", "--seconds", "--calls", "--flood-mib", "--never-read-seconds", "--idle"])
+const known = new Set(["--quick", "--only", "--json", "--write-results", "--runs", "--rounds", "--seconds", "--calls", "--flood-mib", "--never-read-seconds", "--idle", "--scale-busy", "--scale-inflight", "--scale-idle", "--scale-seconds"])
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]!
   if (!known.has(a)) fail(`unknown option ${a} (see --help)`)
@@ -93,6 +102,15 @@ const memoryWarmup = quick ? 1_000 : 50_000
 const floodMiB = numberOption("--flood-mib") ?? (quick ? 16 : 200)
 const neverReadSeconds = numberOption("--never-read-seconds") ?? (quick ? 2 : 5)
 const idleConnections = numberOption("--idle") ?? 1000
+const scaleSeconds = numberOption("--scale-seconds") ?? (quick ? 0.5 : 3)
+const scale: ScaleConfig = {
+  busy: numberOption("--scale-busy") ?? (quick ? 16 : 64),
+  inflight: numberOption("--scale-inflight") ?? 16,
+  idle: numberOption("--scale-idle") ?? (quick ? 250 : 1000),
+  warmup: quick ? 0.5 : Math.max(1, scaleSeconds),
+  seconds: scaleSeconds,
+  runs
+}
 const jsonFile = option("--json")
 
 // ---------------------------------------------------------------------------
@@ -243,6 +261,17 @@ const workloads: Record<Workload, () => Promise<void>> = {
     addRow("idle: heap + external per connection, after GC (KiB)", "KiB", r, (x) => x.heldBefore === undefined ? undefined : ((x.heapHeld! - x.heldBefore) * 1024) / n, true)
     addRow(`idle: server RSS after all ${n} closed − RSS before (MiB)`, "MiB", r, (x) => x.rssAfter - x.rssBefore, true)
     addRow("idle: heap + external after all closed − before, after GC (MiB)", "MiB", r, (x) => x.heldBefore === undefined ? undefined : x.heapAfter! - x.heldBefore, true)
+  },
+
+  "server-scale": async () => {
+    const { busy, idle, inflight } = scale
+    const r = await eachRound(`server-scale, ${busy} × ${inflight} in flight + ${idle} slow`, (c) => serverScale(c))
+    addRow(`server-scale: busy Sum calls/s, ${busy} connections × ${inflight} in flight, beside ${idle} slow ones at 1 call/s`, "calls/s", r, (x) => x.callsPerSec)
+    addRow("server-scale: server CPU per call, busy and slow (µs)", "µs", r, (x) => x.cpuUsPerCall, true)
+    addRow("server-scale: slow connections' call latency p99, under the busy load (ms)", "ms", r, (x) => x.idleP99ms, true)
+    addRow(`server-scale: server RSS per slow connection, ${idle} after a call each (KiB)`, "KiB", r, (x) => x.rssPerSlow, true)
+    addRow("server-scale: heap + external per slow connection, after GC (KiB)", "KiB", r, (x) => x.heldPerSlow, true)
+    addRow("server-scale: of which external (KiB)", "KiB", r, (x) => x.externalPerSlow, true)
   }
 }
 
@@ -253,13 +282,13 @@ const rssMiB = (pid: number): number => {
   return Number(m[1]) / 1024
 }
 
-/** Asks a server child (SIGUSR2) for its memory after a full GC. */
-const memoryOf = async (server: ChildServer): Promise<{ readonly rss: number; readonly held?: number }> => {
+/** Asks a server child (SIGUSR2) for its memory after a full GC (MiB; heap + external and external for Node). */
+const memoryOf = async (server: ChildServer): Promise<{ readonly rss: number; readonly held?: number; readonly external?: number }> => {
   const line = server.nextLine(10_000)
   process.kill(server.pid, "SIGUSR2")
   const o = JSON.parse(await line) as { readonly rss_mb: number; readonly heap_mb?: number; readonly external_mb?: number }
   const held = o.heap_mb === undefined ? undefined : o.heap_mb + (o.external_mb ?? 0)
-  return { rss: rssMiB(server.pid), ...(held === undefined ? {} : { held }) }
+  return { rss: rssMiB(server.pid), ...(held === undefined ? {} : { held, external: o.external_mb ?? 0 }) }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -318,6 +347,62 @@ const neverRead = async (c: Contender) => {
   }
 }
 
+/** Warms a server's code paths: `calls` Sum asks pipelined on one connection, all answered. */
+const warmUp = async (port: number, calls: number) => {
+  const warm = await connectRaw(port)
+  await new Promise<void>((ok) => {
+    let got = 0
+    warm.on("data", parser(() => ++got === calls && ok()))
+    for (let i = 0; i < calls; i++) warm.write(encode({ _command: "Sum", _ask: String(i), a: "13", b: "81" }))
+  })
+  warm.destroy()
+}
+
+/**
+ * One server (the contender's Echo and Sum server, in a child, its open-file
+ * limit raised), warmed with 2000 Sum calls, and the load generator
+ * (scale.ts) in a child of its own: first the slow connections alone, each
+ * making a call a second; once every one has been answered, the server's
+ * memory after a full GC, against its memory before they connected, per slow
+ * connection. Then the busy connections join, and the generator times the
+ * busy calls and the server's CPU (/proc) over the runs.
+ */
+const serverScale = async (c: Contender) => {
+  const fds = scale.idle + scale.busy + 256
+  const server = await c.startEchoServer(fds)
+  let generator: ScaleGenerator | undefined
+  try {
+    await warmUp(server.port, 2000)
+    await sleep(300)
+    const m0 = await memoryOf(server)
+    generator = await startScaleGenerator(server.port, server.pid, scale, fds)
+    const ready = await generator.nextLine(30_000 + scale.idle * 20)
+    if (ready.phase !== "idle-ready") throw new Error(`scale.ts: expected idle-ready, got ${JSON.stringify(ready)}`)
+    const m1 = await memoryOf(server)
+    generator.go()
+    const o = await generator.nextLine((scale.warmup + scale.seconds * scale.runs) * 3000 + 30_000)
+    const per = (before: number | undefined, after: number | undefined) =>
+      before === undefined || after === undefined ? [] : [((after - before) * 1024) / scale.idle]
+    const fixed = (xs: ReadonlyArray<number>) => xs.map((x) => x.toFixed(0)).join(", ")
+    log(
+      `  ${c.label}: busy ${fixed(nums(o, "callsPerSec"))} calls/s; slow ${fixed(nums(o, "idleCallsPerSec"))} calls/s; ` +
+        `server CPU ${fixed(nums(o, "serverCpuPct"))}%, generator CPU ${fixed(nums(o, "generatorCpuPct"))}% of a core; ` +
+        `${scale.idle} slow connections in ${ready.connectMs} ms`
+    )
+    return {
+      callsPerSec: nums(o, "callsPerSec"),
+      cpuUsPerCall: nums(o, "cpuUsPerCall"),
+      idleP99ms: nums(o, "idleP99ms"),
+      rssPerSlow: per(m0.rss, m1.rss),
+      heldPerSlow: per(m0.held, m1.held),
+      externalPerSlow: per(m0.external, m1.external)
+    }
+  } finally {
+    generator?.stop()
+    server.stop()
+  }
+}
+
 /**
  * `n` connections each send the first 400 bytes of a Sum ask (a 600-byte
  * argument cut short) and then nothing. Memory (RSS; for Node, heap +
@@ -328,13 +413,7 @@ const idle = async (c: Contender, n: number) => {
   const server = await c.startEchoServer()
   try {
     // Warm the server's code paths on one connection first.
-    const warm = await connectRaw(server.port)
-    await new Promise<void>((ok) => {
-      let got = 0
-      warm.on("data", parser(() => ++got === 100 && ok()))
-      for (let i = 0; i < 100; i++) warm.write(encode({ _command: "Sum", _ask: String(i), a: "13", b: "81" }))
-    })
-    warm.destroy()
+    await warmUp(server.port, 100)
     await sleep(300)
     const m0 = await memoryOf(server)
     const partial = encode({ _command: "Sum", _ask: "1", a: "1".repeat(600), b: "1" }).subarray(0, 400)
@@ -492,6 +571,8 @@ const LEGEND = [
   "Twisted: a `DeferredLock`, AMP keeps reading). Codec decode input arrives in 64 KiB reads.",
   "Never-read and idle: each server in a child process, its RSS read from /proc; raw node pauses reading past 1 MiB",
   "of unwritten answers; heap + external (Node only) after a full GC in the server.",
+  "Server-scale: one server child, the load from another (scale.ts, raw framing); the server's CPU from /proc;",
+  "its memory per slow connection measured with the slow connections alone, each answered at least once.",
   "The machine is shared: compare ratios, not absolute figures."
 ].join("\n")
 
@@ -527,6 +608,7 @@ const main = async () => {
     floodMiB,
     neverReadSeconds,
     idleConnections,
+    scale,
     seconds: Math.round((performance.now() - t0) / 100) / 10
   }
   const header = [
