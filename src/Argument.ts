@@ -36,7 +36,8 @@ import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 import { concatBytes } from "./internal/bytes.js"
 import * as Descriptors from "./internal/descriptors.js"
-import { type Field, readFields, writeFields } from "./internal/fields.js"
+import { fieldName, fieldsOf, readFields, writeFields } from "./internal/fields.js"
+import { describe, quote } from "./internal/messages.js"
 
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
@@ -77,11 +78,6 @@ export type Type<T> = T extends Argument<infer A> ? A : never
 const fail = (typeName: string, detail: string): never => {
   throw new ArgumentError({ typeName, detail })
 }
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : globalThis.String(e))
-
-/** A string for a message: quoted, and cut short when long. */
-const quote = (s: string): string => JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s)
 
 /** What `make` accepts. */
 export interface Spec<A> {
@@ -955,16 +951,15 @@ export const ListOf = <A>(element: Argument<A>): Argument<ReadonlyArray<A>> => {
   })
 }
 
-/** Argument declarations of an {@link AmpList} element, by wire name. */
+/** Argument declarations by wire name: a command's arguments or response, an {@link AmpList} element. */
 export type Fields = { readonly [wireName: string]: Argument<any> }
-type ValueOf<T> = T extends Argument<infer A> ? A : never
-type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends ValueOf<F[K]> ? K : never }[keyof F]
+type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends Type<F[K]> ? K : never }[keyof F]
 /** `foo-bar` as a field name: `foo_bar` (see {@link wireNameToField}). */
 export type FieldName<K extends string> = K extends `${infer A}-${infer B}` ? `${A}_${FieldName<B>}` : K
-/** The record type of an {@link AmpList} element: required fields required, optional ones optional. */
+/** The record of a set of fields, by field name: required fields required, optional ones optional. */
 export type Record<F extends Fields> =
-  & { readonly [K in Exclude<keyof F, OptionalKeys<F>> & string as FieldName<K>]: ValueOf<F[K]> }
-  & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: ValueOf<F[K]> }
+  & { readonly [K in Exclude<keyof F, OptionalKeys<F>> & string as FieldName<K>]: Type<F[K]> }
+  & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: Type<F[K]> }
 
 /**
  * The field name of a wire name: every `-` becomes `_` (`foo-bar` is
@@ -976,8 +971,7 @@ export type Record<F extends Fields> =
  *
  * @since 0.1.0
  */
-export const wireNameToField = (wireName: string): string =>
-  wireName.indexOf("-") >= 0 ? wireName.replace(/-/g, "_") : wireName
+export const wireNameToField: (wireName: string) => string = fieldName
 
 /** Twisted 22.4's `PYTHON_KEYWORDS` (a Python 2 era list, `print` and `exec` included). */
 const PYTHON_KEYWORDS = new Set([
@@ -1011,11 +1005,7 @@ export const wireNameToPythonIdentifier = (wireName: string): string => {
  * @since 0.1.0
  */
 export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Record<F>>> => {
-  const spec: ReadonlyArray<Field> = Object.entries(fields).map(([wire, argument]) => ({
-    wire,
-    field: wireNameToField(wire),
-    argument: argument as Argument<unknown>
-  }))
+  const spec = fieldsOf(fields)
   const typeName = `AmpList(${spec.map((s) => `${s.wire}: ${s.argument.typeName}${s.argument.optional ? "?" : ""}`).join(", ")})`
   const known = new Set(spec.map((s) => s.field))
   const isRecord = (u: unknown): u is { readonly [k: string]: unknown } => typeof u === "object" && u !== null
