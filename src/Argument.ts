@@ -30,6 +30,7 @@
 import * as Data from "effect/Data"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Types from "effect/Types"
 import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
 import { ArgumentError } from "./AmpError.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
@@ -956,10 +957,15 @@ export type Fields = { readonly [wireName: string]: Argument<any> }
 type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends Type<F[K]> ? K : never }[keyof F]
 /** `foo-bar` as a field name: `foo_bar` (see {@link wireNameToField}). */
 export type FieldName<K extends string> = K extends `${infer A}-${infer B}` ? `${A}_${FieldName<B>}` : K
-/** The record of a set of fields, by field name: required fields required, optional ones optional. */
-export type Record<F extends Fields> =
+/**
+ * The record of a set of fields, by field name: required fields required,
+ * optional ones optional. Simplified into one object type, so that editors
+ * show `{ readonly result: number }` rather than the mapped types.
+ */
+export type Record<F extends Fields> = Types.Simplify<
   & { readonly [K in Exclude<keyof F, OptionalKeys<F>> & string as FieldName<K>]: Type<F[K]> }
   & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: Type<F[K]> }
+>
 
 /**
  * The field name of a wire name: every `-` becomes `_` (`foo-bar` is
