@@ -676,6 +676,27 @@ const invalidDecimal = (d: AmpDecimal): string | undefined => {
 }
 
 /**
+ * The text form of an argument's values, for types whose wire bytes are text
+ * ({@link Decimal}, {@link DateTime}): `fromString` parses it, `toString`
+ * writes it, and without a value names the type.
+ *
+ * @since 0.1.0
+ */
+export interface TextForm<V> {
+  readonly fromString: (text: string) => V
+  readonly toString: (value?: V) => string
+}
+
+const withTextForm = <V extends { toString(): string }>(
+  arg: Argument<V>,
+  fromString: (text: string) => V
+): Argument<V> & TextForm<V> => ({
+  ...arg,
+  fromString,
+  toString: (value) => (value === undefined ? arg.typeName : value.toString())
+})
+
+/**
  * An exact decimal (Twisted's `Decimal`): written as Python's
  * `str(Decimal)` (`1.10`, `-0`, `1E+2`, `1.23E-7`, `Infinity`, `-Infinity`,
  * `NaN`, `sNaN`), read as Python's `Decimal()` reads, precision kept.
@@ -684,13 +705,8 @@ const invalidDecimal = (d: AmpDecimal): string | undefined => {
  *
  * @since 0.1.0
  */
-export const Decimal: Argument<AmpDecimal> & {
-  /** Parses a decimal, as {@link AmpDecimal.fromString}. */
-  readonly fromString: (text: string) => AmpDecimal
-  /** Python's `str(Decimal)` of `value`; without one, the type's name. */
-  readonly toString: (value?: AmpDecimal) => string
-} = {
-  ...make({
+export const Decimal: Argument<AmpDecimal> & TextForm<AmpDecimal> = withTextForm(
+  make({
     typeName: "Decimal",
     fromWire: (bytes) => AmpDecimal.fromString(asciiOf("Decimal", bytes)),
     toWire: (d) => {
@@ -701,9 +717,8 @@ export const Decimal: Argument<AmpDecimal> & {
     },
     is: (u): u is AmpDecimal => u instanceof AmpDecimal
   }),
-  fromString: (text) => AmpDecimal.fromString(text),
-  toString: (value) => (value === undefined ? "Decimal" : value.toString())
-}
+  (text) => AmpDecimal.fromString(text)
+)
 
 // ---------------------------------------------------------------------------
 // DateTime
@@ -868,13 +883,8 @@ export class AmpDateTime extends Data.Class<DateTimeFields> {
  *
  * @since 0.1.0
  */
-export const DateTime: Argument<AmpDateTime> & {
-  /** Parses the wire form, as {@link AmpDateTime.fromString}. */
-  readonly fromString: (text: string) => AmpDateTime
-  /** The wire form of `value`; without one, the type's name. */
-  readonly toString: (value?: AmpDateTime) => string
-} = {
-  ...make({
+export const DateTime: Argument<AmpDateTime> & TextForm<AmpDateTime> = withTextForm(
+  make({
     typeName: "DateTime",
     fromWire: (bytes) => AmpDateTime.fromString(asciiOf("DateTime", bytes)),
     toWire: (d) => {
@@ -884,9 +894,8 @@ export const DateTime: Argument<AmpDateTime> & {
     },
     is: (u): u is AmpDateTime => u instanceof AmpDateTime
   }),
-  fromString: (text) => AmpDateTime.fromString(text),
-  toString: (value) => (value === undefined ? "DateTime" : value.toString())
-}
+  (text) => AmpDateTime.fromString(text)
+)
 
 // ---------------------------------------------------------------------------
 // Lists
