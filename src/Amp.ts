@@ -49,7 +49,12 @@ export type CallFailure =
   | TooManyOutstandingCalls
   | CallerMistake
 
-/** What `callRemote(command, ...)` can fail with: the command's own errors, then the rest. */
+/**
+ * What `callRemote(command, ...)` can fail with: the command's own errors,
+ * then the rest. The signatures below spell it out as
+ * `Command.Error<C> | CallFailure`, so that a hover shows the errors
+ * (`ZeroDivision | CallFailure`) rather than this alias of the command.
+ */
 export type CallError<C extends Command.Any> = Command.Error<C> | CallFailure
 
 /** What StartTLS can fail with. */
@@ -69,7 +74,7 @@ export interface Amp {
     command: C,
     args: Command.Arguments<C>,
     options?: CallOptions
-  ) => Effect.Effect<Command.Response<C>, CallError<C>>
+  ) => Effect.Effect<Command.Response<C>, Command.Error<C> | CallFailure>
   /**
    * The low-level call: a raw box out (`_command` and `_ask` are added), the
    * raw answer box back (Twisted's `callRemoteString`).
@@ -93,7 +98,7 @@ export interface Amp {
     command: C,
     args: Command.Arguments<C>,
     options?: CallOptions
-  ) => Effect.Effect<{ readonly response: Command.Response<C>; readonly connection: RawConnection }, CallError<C> | TransportUnsupported>
+  ) => Effect.Effect<{ readonly response: Command.Response<C>; readonly connection: RawConnection }, Command.Error<C> | CallFailure | TransportUnsupported>
   /** Addresses, and the TLS session once there is one. */
   readonly info: () => ConnectionInfo
   /** Completes with the reason once the connection has ended or switched. */

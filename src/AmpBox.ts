@@ -306,13 +306,14 @@ export class AmpBox implements Equal.Equal, Iterable<readonly [string, Uint8Arra
 
   /** A box with every entry of `other` set on top of this one. */
   merge(other: AmpBox | Readonly<Record<string, ValueInput>>): AmpBox {
-    const b = new Builder(this._keys.slice(), this.valueList())
+    // A Map keeps a key's first position and takes its last value, as Twisted's dict update does.
+    const m = new Map<string, Uint8Array>(this)
     if (other instanceof AmpBox) {
-      for (let i = 0; i < other._keys.length; i++) b.set(other._keys[i]!, other.valueAt(i))
+      for (const [k, v] of other) m.set(k, v)
     } else {
-      for (const [k, v] of Object.entries(other)) b.set(k, toBytes(v))
+      for (const [k, v] of Object.entries(other)) m.set(k, toBytes(v))
     }
-    return b.build()
+    return unsafeFromMap(m)
   }
 
   /** A box without `keys`. */
@@ -382,44 +383,6 @@ Object.defineProperty(AmpBox.prototype, TypeId, { value: TypeId })
 
 const toBytes = (v: ValueInput): Uint8Array => (typeof v === "string" ? utf8(v) : v)
 
-/**
- * Keys and values with `Map` semantics (a repeated key keeps its first
- * position and takes the last value), without a `Map` for small boxes.
- */
-class Builder {
-  private index: Map<string, number> | undefined = undefined
-  constructor(readonly keys: Array<string> = [], readonly values: Array<Uint8Array> = []) {
-    if (keys.length > SCAN_KEYS) this.index = indexKeys(keys)
-  }
-
-  set(key: string, value: Uint8Array): void {
-    const keys = this.keys
-    let i = -1
-    if (this.index === undefined) {
-      for (let j = 0; j < keys.length; j++) {
-        if (keys[j] === key) {
-          i = j
-          break
-        }
-      }
-      if (i < 0 && keys.length >= SCAN_KEYS) this.index = indexKeys(keys)
-    } else {
-      i = this.index.get(key) ?? -1
-    }
-    if (i >= 0) {
-      this.values[i] = value
-    } else {
-      this.index?.set(key, keys.length)
-      keys.push(key)
-      this.values.push(value)
-    }
-  }
-
-  build(): AmpBox {
-    return new AmpBox(this.keys, this.values, undefined, undefined, this.index)
-  }
-}
-
 /** Whether `u` is an {@link AmpBox}. */
 export const isAmpBox = (u: unknown): u is AmpBox => typeof u === "object" && u !== null && TypeId in u
 
@@ -446,9 +409,9 @@ export const make = (record: Readonly<Record<string, ValueInput>>): AmpBox => {
 
 /** A box from key/value pairs, in order. A repeated key keeps its first position and takes the last value. */
 export const fromEntries = (entries: Iterable<readonly [string, ValueInput]>): AmpBox => {
-  const b = new Builder()
-  for (const [k, v] of entries) b.set(k, toBytes(v))
-  return b.build()
+  const m = new Map<string, Uint8Array>()
+  for (const [k, v] of entries) m.set(k, toBytes(v))
+  return unsafeFromMap(m)
 }
 
 /** @internal wraps a map the caller built and will not touch again. */

@@ -7,8 +7,7 @@
  * @since 0.1.0
  */
 import { AmpErrorTypeId, AmpTaggedError } from "./internal/ampTaggedError.js"
-
-const show = (key: string): string => JSON.stringify(key)
+import { quoteKey } from "./internal/messages.js"
 
 // ---------------------------------------------------------------------------
 // The common mark
@@ -36,7 +35,7 @@ export class TooLong extends AmpTaggedError("TooLong")<{
     if (this.isKey && this.length === 0) {
       return "an AMP key cannot be empty: the empty key marks the end of a box"
     }
-    const what = this.isKey ? `key ${show(this.key.slice(0, 40))}` : `value of key ${show(this.key)}`
+    const what = this.isKey ? `key ${quoteKey(this.key)}` : `value of key ${JSON.stringify(this.key)}`
     const limit = this.isKey ? 255 : 65535
     return `${this.isLocal ? "cannot send" : "peer sent"} ${what}: ${this.length} bytes, the limit is ${limit}`
   }
@@ -47,7 +46,7 @@ export class InvalidKey extends AmpTaggedError("InvalidKey")<{
   readonly key: string
 }> {
   override get message(): string {
-    return `key ${show(this.key)} is not a byte string (characters above U+00FF); spell it with AmpBox.keyFromUtf8`
+    return `key ${JSON.stringify(this.key)} is not a byte string (characters above U+00FF); spell it with AmpBox.keyFromUtf8`
   }
 }
 
@@ -242,7 +241,7 @@ export class NoEmptyBoxes extends AmpTaggedError("NoEmptyBoxes")<{
   readonly keys: ReadonlyArray<string>
 }> {
   override get message(): string {
-    return `received a box that is neither a command, an answer nor an error (keys: ${this.keys.map(show).join(", ") || "none"})`
+    return `received a box that is neither a command, an answer nor an error (keys: ${this.keys.map((k) => JSON.stringify(k)).join(", ") || "none"})`
   }
 }
 

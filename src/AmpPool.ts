@@ -41,7 +41,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import type { Amp, CallError, CallFailure, CallOptions } from "./Amp.js"
+import type { Amp, CallFailure, CallOptions } from "./Amp.js"
 import type { AmpBox, ValueInput } from "./AmpBox.js"
 import {
   PoolClosed,
@@ -146,7 +146,7 @@ export interface AmpPool {
     command: C,
     args: Command.Arguments<C>,
     options?: PoolCallOptions
-  ) => Effect.Effect<Command.Response<C>, CallError<C> | PoolError>
+  ) => Effect.Effect<Command.Response<C>, Command.Error<C> | CallFailure | PoolError>
   readonly callRemoteString: (
     command: string,
     fields?: Readonly<Record<string, ValueInput>>,

@@ -30,13 +30,15 @@
 import * as Data from "effect/Data"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Types from "effect/Types"
 import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
 import { ArgumentError } from "./AmpError.js"
 import { BoxBuilder, type BoxFields } from "./BoxBuilder.js"
 import { encodeBoxes, MAX_VALUE_LENGTH, parse } from "./BoxCodec.js"
 import { concatBytes } from "./internal/bytes.js"
 import * as Descriptors from "./internal/descriptors.js"
-import { type Field, readFields, writeFields } from "./internal/fields.js"
+import { fieldName, fieldsOf, readFields, writeFields } from "./internal/fields.js"
+import { describe, quote } from "./internal/messages.js"
 
 /** @since 0.1.0 */
 export const ArgumentTypeId: unique symbol = Symbol.for("effect-amp/Argument")
@@ -77,11 +79,6 @@ export type Type<T> = T extends Argument<infer A> ? A : never
 const fail = (typeName: string, detail: string): never => {
   throw new ArgumentError({ typeName, detail })
 }
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : globalThis.String(e))
-
-/** A string for a message: quoted, and cut short when long. */
-const quote = (s: string): string => JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s)
 
 /** What `make` accepts. */
 export interface Spec<A> {
@@ -679,6 +676,27 @@ const invalidDecimal = (d: AmpDecimal): string | undefined => {
 }
 
 /**
+ * The text form of an argument's values, for types whose wire bytes are text
+ * ({@link Decimal}, {@link DateTime}): `fromString` parses it, `toString`
+ * writes it, and without a value names the type.
+ *
+ * @since 0.1.0
+ */
+export interface TextForm<V> {
+  readonly fromString: (text: string) => V
+  readonly toString: (value?: V) => string
+}
+
+const withTextForm = <V extends { toString(): string }>(
+  arg: Argument<V>,
+  fromString: (text: string) => V
+): Argument<V> & TextForm<V> => ({
+  ...arg,
+  fromString,
+  toString: (value) => (value === undefined ? arg.typeName : value.toString())
+})
+
+/**
  * An exact decimal (Twisted's `Decimal`): written as Python's
  * `str(Decimal)` (`1.10`, `-0`, `1E+2`, `1.23E-7`, `Infinity`, `-Infinity`,
  * `NaN`, `sNaN`), read as Python's `Decimal()` reads, precision kept.
@@ -687,13 +705,8 @@ const invalidDecimal = (d: AmpDecimal): string | undefined => {
  *
  * @since 0.1.0
  */
-export const Decimal: Argument<AmpDecimal> & {
-  /** Parses a decimal, as {@link AmpDecimal.fromString}. */
-  readonly fromString: (text: string) => AmpDecimal
-  /** Python's `str(Decimal)` of `value`; without one, the type's name. */
-  readonly toString: (value?: AmpDecimal) => string
-} = {
-  ...make({
+export const Decimal: Argument<AmpDecimal> & TextForm<AmpDecimal> = withTextForm(
+  make({
     typeName: "Decimal",
     fromWire: (bytes) => AmpDecimal.fromString(asciiOf("Decimal", bytes)),
     toWire: (d) => {
@@ -704,9 +717,8 @@ export const Decimal: Argument<AmpDecimal> & {
     },
     is: (u): u is AmpDecimal => u instanceof AmpDecimal
   }),
-  fromString: (text) => AmpDecimal.fromString(text),
-  toString: (value) => (value === undefined ? "Decimal" : value.toString())
-}
+  (text) => AmpDecimal.fromString(text)
+)
 
 // ---------------------------------------------------------------------------
 // DateTime
@@ -871,13 +883,8 @@ export class AmpDateTime extends Data.Class<DateTimeFields> {
  *
  * @since 0.1.0
  */
-export const DateTime: Argument<AmpDateTime> & {
-  /** Parses the wire form, as {@link AmpDateTime.fromString}. */
-  readonly fromString: (text: string) => AmpDateTime
-  /** The wire form of `value`; without one, the type's name. */
-  readonly toString: (value?: AmpDateTime) => string
-} = {
-  ...make({
+export const DateTime: Argument<AmpDateTime> & TextForm<AmpDateTime> = withTextForm(
+  make({
     typeName: "DateTime",
     fromWire: (bytes) => AmpDateTime.fromString(asciiOf("DateTime", bytes)),
     toWire: (d) => {
@@ -887,9 +894,8 @@ export const DateTime: Argument<AmpDateTime> & {
     },
     is: (u): u is AmpDateTime => u instanceof AmpDateTime
   }),
-  fromString: (text) => AmpDateTime.fromString(text),
-  toString: (value) => (value === undefined ? "DateTime" : value.toString())
-}
+  (text) => AmpDateTime.fromString(text)
+)
 
 // ---------------------------------------------------------------------------
 // Lists
@@ -955,16 +961,20 @@ export const ListOf = <A>(element: Argument<A>): Argument<ReadonlyArray<A>> => {
   })
 }
 
-/** Argument declarations of an {@link AmpList} element, by wire name. */
+/** Argument declarations by wire name: a command's arguments or response, an {@link AmpList} element. */
 export type Fields = { readonly [wireName: string]: Argument<any> }
-type ValueOf<T> = T extends Argument<infer A> ? A : never
-type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends ValueOf<F[K]> ? K : never }[keyof F]
+type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends Type<F[K]> ? K : never }[keyof F]
 /** `foo-bar` as a field name: `foo_bar` (see {@link wireNameToField}). */
 export type FieldName<K extends string> = K extends `${infer A}-${infer B}` ? `${A}_${FieldName<B>}` : K
-/** The record type of an {@link AmpList} element: required fields required, optional ones optional. */
-export type Record<F extends Fields> =
-  & { readonly [K in Exclude<keyof F, OptionalKeys<F>> & string as FieldName<K>]: ValueOf<F[K]> }
-  & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: ValueOf<F[K]> }
+/**
+ * The record of a set of fields, by field name: required fields required,
+ * optional ones optional. Simplified into one object type, so that editors
+ * show `{ readonly result: number }` rather than the mapped types.
+ */
+export type Record<F extends Fields> = Types.Simplify<
+  & { readonly [K in Exclude<keyof F, OptionalKeys<F>> & string as FieldName<K>]: Type<F[K]> }
+  & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: Type<F[K]> }
+>
 
 /**
  * The field name of a wire name: every `-` becomes `_` (`foo-bar` is
@@ -976,8 +986,7 @@ export type Record<F extends Fields> =
  *
  * @since 0.1.0
  */
-export const wireNameToField = (wireName: string): string =>
-  wireName.indexOf("-") >= 0 ? wireName.replace(/-/g, "_") : wireName
+export const wireNameToField: (wireName: string) => string = fieldName
 
 /** Twisted 22.4's `PYTHON_KEYWORDS` (a Python 2 era list, `print` and `exec` included). */
 const PYTHON_KEYWORDS = new Set([
@@ -1011,11 +1020,7 @@ export const wireNameToPythonIdentifier = (wireName: string): string => {
  * @since 0.1.0
  */
 export const AmpList = <F extends Fields>(fields: F): Argument<ReadonlyArray<Record<F>>> => {
-  const spec: ReadonlyArray<Field> = Object.entries(fields).map(([wire, argument]) => ({
-    wire,
-    field: wireNameToField(wire),
-    argument: argument as Argument<unknown>
-  }))
+  const spec = fieldsOf(fields)
   const typeName = `AmpList(${spec.map((s) => `${s.wire}: ${s.argument.typeName}${s.argument.optional ? "?" : ""}`).join(", ")})`
   const known = new Set(spec.map((s) => s.field))
   const isRecord = (u: unknown): u is { readonly [k: string]: unknown } => typeof u === "object" && u !== null

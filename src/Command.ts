@@ -18,25 +18,19 @@ import type { YieldableError } from "effect/Cause"
 import type { AmpBox } from "./AmpBox.js"
 import { utf8 } from "./AmpBox.js"
 import { InvalidSignature, MalformedAmpBox } from "./AmpError.js"
-import type { Argument } from "./Argument.js"
+import type * as Argument from "./Argument.js"
 import { BoxBuilder } from "./BoxBuilder.js"
-import { type Field, readFields, writeFields } from "./internal/fields.js"
+import { type Field, fieldsOf, readFields, writeFields } from "./internal/fields.js"
 import type { AtBoundary } from "./internal/boundaryCommand.js"
 
-/** Argument declarations, by wire name. */
-export type Fields = { readonly [wireName: string]: Argument<any> }
+/** Argument declarations, by wire name (the same as {@link Argument.Fields}). */
+export type Fields = Argument.Fields
 
-/** `foo-bar` as a field name: `foo_bar`. */
-export type FieldName<K extends string> = K extends `${infer A}-${infer B}` ? `${A}_${FieldName<B>}` : K
+/** `foo-bar` as a field name: `foo_bar` (the same as {@link Argument.FieldName}). */
+export type FieldName<K extends string> = Argument.FieldName<K>
 
-type ValueOf<T> = T extends Argument<infer A> ? A : never
-type OptionalKeys<F extends Fields> = { [K in keyof F]: undefined extends ValueOf<F[K]> ? K : never }[keyof F]
-type RequiredKeys<F extends Fields> = Exclude<keyof F, OptionalKeys<F>>
-
-/** The value type of a set of fields: required fields required, optional ones optional. */
-export type Type<F extends Fields> =
-  & { readonly [K in RequiredKeys<F> & string as FieldName<K>]: ValueOf<F[K]> }
-  & { readonly [K in OptionalKeys<F> & string as FieldName<K>]?: ValueOf<F[K]> }
+/** The value type of a set of fields (the same as {@link Argument.Record}). */
+export type Type<F extends Fields> = Argument.Record<F>
 
 /**
  * An error class a command can answer with. It is constructed with the
@@ -111,15 +105,9 @@ export interface Wire {
   readonly codes: ReadonlyMap<string, { readonly cls: ErrorClass; readonly fatal: boolean }>
 }
 
-/** `foo-bar` to `foo_bar`, as Twisted's `_wireNameToPythonIdentifier` does. */
-export const fieldName = (wireName: string): string => wireName.replace(/-/g, "_")
-
-const fields = (spec: Fields): Array<Field> =>
-  Object.entries(spec).map(([wire, argument]) => ({ wire, field: fieldName(wire), argument }))
-
 const wireOf = (name: string, options: Options<Fields, Fields, Errors, Errors>): Wire => {
-  const args = fields(options.arguments ?? {})
-  const resp = fields(options.response ?? {})
+  const args = fieldsOf(options.arguments ?? {})
+  const resp = fieldsOf(options.response ?? {})
   const codes = new Map<string, { cls: ErrorClass; fatal: boolean }>()
   for (const [code, cls] of Object.entries(options.errors ?? {})) codes.set(code, { cls, fatal: false })
   for (const [code, cls] of Object.entries(options.fatalErrors ?? {})) codes.set(code, { cls, fatal: true })

@@ -32,7 +32,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import type { Amp, CallError, CallFailure, CallOptions } from "./Amp.js"
+import type { Amp, CallFailure, CallOptions } from "./Amp.js"
 import type { AmpBox, ValueInput } from "./AmpBox.js"
 import type { NoMemberAvailable } from "./AmpError.js"
 import type * as Command from "./Command.js"
@@ -105,7 +105,7 @@ export interface Reconnecting {
     command: C,
     args: Command.Arguments<C>,
     options?: CallOptions
-  ) => Effect.Effect<Command.Response<C>, CallError<C> | NoMemberAvailable>
+  ) => Effect.Effect<Command.Response<C>, Command.Error<C> | CallFailure | NoMemberAvailable>
   readonly callRemoteString: (
     command: string,
     fields?: Readonly<Record<string, ValueInput>>,

@@ -135,6 +135,3 @@ export const none: Layer.Layer<Responders> = Layer.succeed(Responders, registry(
 
 /** A registry without a layer (for tests and servers built by hand). Throws if two responders share a command. */
 export const make = (...responders: ReadonlyArray<Command.Responder<Amp>>): Registry => registry(responders)
-
-/** The command name of a responder (for logs). */
-export const nameOf = (r: Command.Responder<unknown>): string => r.command.name

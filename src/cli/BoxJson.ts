@@ -18,6 +18,7 @@
  */
 import * as Data from "effect/Data"
 import { type AmpBox, byteStringToBytes, bytesToByteString, decodeUtf8, fromEntries, keyToUtf8, utf8 } from "../AmpBox.js"
+import { quoteKey } from "../internal/messages.js"
 import * as Json from "./Json.js"
 
 /** AMP's limits: keys 1..255 bytes, values 0..65535 bytes. */
@@ -38,7 +39,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 /** Strict base64 (Buffer.from skips characters it does not know, which would hide a typo). */
 export const fromBase64 = (text: string, where: string): Uint8Array => {
-  if (!BASE64.test(text)) throw new InputError({ where, detail: `${JSON.stringify(text.slice(0, 40))} is not base64` })
+  if (!BASE64.test(text)) throw new InputError({ where, detail: `${quoteKey(text)} is not base64` })
   return new Uint8Array(Buffer.from(text, "base64"))
 }
 
@@ -75,7 +76,7 @@ export const toJsonText = (box: AmpBox, omit: ReadonlyArray<string> = []): strin
 
 /** A key as `decode` prints it, back to its byte string, checked against AMP's limits. */
 export const keyFromText = (text: string, where: string): string => {
-  const bytes = text.startsWith("base64:") ? fromBase64(text.slice(7), `${where}, key ${JSON.stringify(text)}`) : utf8Strict(text, `${where}, key ${JSON.stringify(text.slice(0, 40))}`)
+  const bytes = text.startsWith("base64:") ? fromBase64(text.slice(7), `${where}, key ${JSON.stringify(text)}`) : utf8Strict(text, `${where}, key ${quoteKey(text)}`)
   if (bytes.length === 0) {
     throw new InputError({ where, detail: "an AMP key cannot be empty (the empty key ends a box)" })
   }
@@ -119,7 +120,7 @@ export const fromJson = (
     const key = keyFromText(k, where)
     if (seen.has(key)) throw new InputError({ where, detail: `key ${JSON.stringify(k)} appears twice; a box holds each key once` })
     seen.add(key)
-    const at = `${where}, key ${JSON.stringify(k.slice(0, 40))}`
+    const at = `${where}, key ${quoteKey(k)}`
     entries.push([key, checkValue(value(v, at), at)])
   }
   return fromEntries(entries)

@@ -23,6 +23,7 @@ import * as AmpBox from "../AmpBox.js"
 import type * as Command from "../Command.js"
 import type { TlsOptions } from "../Transport.js"
 import * as NodeAmp from "../node/NodeAmp.js"
+import { quoteKey } from "../internal/messages.js"
 import type { Address } from "../node/NodeConnect.js"
 import { checkValue, InputError, keyFromText, toJsonText, utf8Strict } from "./BoxJson.js"
 import { CliExit, exitWith } from "./Exit.js"
@@ -84,7 +85,7 @@ export const parseLine = (line: string, where: string): Request => {
   const fields: Array<readonly [string, Uint8Array]> = []
   for (const [k, v] of json.members) {
     if (k === "_command") continue
-    const at = `${where}, key ${JSON.stringify(k.slice(0, 40))}`
+    const at = `${where}, key ${quoteKey(k)}`
     if (k === "_ask") throw new InputError({ where: at, detail: "_ask is chosen by the connection" })
     fields.push([keyFromText(k, where), checkValue(toBytes(v, at), at)])
   }

@@ -104,7 +104,7 @@ export const command = CliCommand.make(
             })
         }
       ).pipe(Effect.provide(responders))
-      const what = user ? `${served.map(Responders.nameOf).join(", ")} from ${user.file}` : "the demo (Sum, Divide, Echo)"
+      const what = user ? `${served.map((r) => r.command.name).join(", ")} from ${user.file}` : "the demo (Sum, Divide, Echo)"
       yield* Console.log(`listening on ${server.addressText}`)
       yield* Effect.logInfo(`serving ${what} on ${server.addressText}`)
       return yield* Effect.never

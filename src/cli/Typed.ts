@@ -9,8 +9,7 @@ import { pythonFloatRepr } from "../Argument.js"
 import type { Argument } from "../Argument.js"
 import type * as Command from "../Command.js"
 import { base64, InputError } from "./BoxJson.js"
-
-const reason = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+import { describe } from "../internal/messages.js"
 
 /**
  * Checks a request box against `command`'s arguments: every required one is
@@ -24,7 +23,7 @@ export const checkArguments = (command: Command.Any, box: AmpBox, where: string)
     try {
       value = argument.fromBox(box, wire)
     } catch (e) {
-      throw new InputError({ where, detail: `${command.name}'s argument ${JSON.stringify(wire)} is ${argument.typeName}: ${reason(e)}` })
+      throw new InputError({ where, detail: `${command.name}'s argument ${JSON.stringify(wire)} is ${argument.typeName}: ${describe(e)}` })
     }
     if (value === undefined && !argument.optional) {
       throw new InputError({ where, detail: `${command.name} needs the argument ${JSON.stringify(wire)} (${argument.typeName})` })
@@ -64,7 +63,7 @@ export const answerToJson = (command: Command.Any, box: AmpBox): string => {
     try {
       value = argument.fromBox(box, wire)
     } catch (e) {
-      throw new InputError({ where: "the answer", detail: `${command.name}'s response field ${JSON.stringify(wire)} is not ${argument.typeName}: ${reason(e)}` })
+      throw new InputError({ where: "the answer", detail: `${command.name}'s response field ${JSON.stringify(wire)} is not ${argument.typeName}: ${describe(e)}` })
     }
     if (value !== undefined) parts.push(`${JSON.stringify(wire)}:${valueToJson(value)}`)
   }

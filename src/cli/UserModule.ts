@@ -35,6 +35,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Command from "../Command.js"
+import { describe } from "../internal/messages.js"
 
 /** The module could not be loaded, or does not have the shape above. */
 export class ModuleError extends Data.TaggedError("ModuleError")<{ readonly file: string; readonly detail: string }> {
@@ -68,7 +69,7 @@ export const load = (file: string, purpose: "serve" | "call"): Effect.Effect<Use
     const url = pathToFileURL(path.resolve(file)).href
     const loaded = yield* Effect.tryPromise({
       try: () => import(url) as Promise<Record<string, unknown>>,
-      catch: (e) => new ModuleError({ file, detail: `cannot load it: ${e instanceof Error ? e.message : String(e)}` })
+      catch: (e) => new ModuleError({ file, detail: `cannot load it: ${describe(e)}` })
     })
     const exports: Record<string, unknown> = typeof loaded.default === "object" && loaded.default !== null
       ? { ...loaded, ...(loaded.default as Record<string, unknown>) }

@@ -9,8 +9,9 @@
  * Internal (not exported by the package), as everything under `src/internal/`.
  */
 import type { AmpBox } from "../AmpBox.js"
-import type { Argument } from "../Argument.js"
+import type { Argument, Fields } from "../Argument.js"
 import type { BoxFields } from "../BoxBuilder.js"
+import { describe, quote } from "./messages.js"
 
 /** A declared field: its wire name, its field name, its type. */
 export interface Field {
@@ -19,8 +20,13 @@ export interface Field {
   readonly argument: Argument<unknown>
 }
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e))
-const quote = (s: string): string => JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s)
+/** `foo-bar` to `foo_bar`, as Twisted's `_wireNameToPythonIdentifier` does (without its keyword rule). */
+export const fieldName = (wireName: string): string =>
+  wireName.indexOf("-") >= 0 ? wireName.replace(/-/g, "_") : wireName
+
+/** The declared fields of a spec by wire name, in declaration order. */
+export const fieldsOf = (spec: Fields): Array<Field> =>
+  Object.entries(spec).map(([wire, argument]) => ({ wire, field: fieldName(wire), argument: argument as Argument<unknown> }))
 
 /** Writes `values` into `out` per `spec`; `onError` builds the error to throw. */
 export const writeFields = (
