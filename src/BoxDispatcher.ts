@@ -58,6 +58,7 @@ import * as StartTls from "./StartTls.js"
 import { writeFields } from "./internal/fields.js"
 import type { Answering, Asking } from "./internal/boundaryCommand.js"
 import * as Descriptors from "./internal/descriptors.js"
+import { quoteKey } from "./internal/messages.js"
 import * as ScopedFibers from "./internal/scopedFibers.js"
 import type { TlsOptions } from "./Transport.js"
 
@@ -325,7 +326,7 @@ const build = (
       const refused = emit(box)
       // Only the code can be at fault now (a command's own code over 65535 bytes): say so with UNKNOWN.
       if (refused !== undefined && code !== UNKNOWN_ERROR_CODE) {
-        sendError(ask, UNKNOWN_ERROR_CODE, `error code ${JSON.stringify(code.slice(0, 40))} cannot be sent: ${refused.message}`)
+        sendError(ask, UNKNOWN_ERROR_CODE, `error code ${quoteKey(code)} cannot be sent: ${refused.message}`)
       }
     }
 

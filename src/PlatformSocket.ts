@@ -45,6 +45,7 @@ import { Amp } from "./Amp.js"
 import { ConnectionLost, TransportUnsupported } from "./AmpError.js"
 import * as AmpConnection from "./AmpConnection.js"
 import { concatBytes } from "./internal/bytes.js"
+import { describe } from "./internal/messages.js"
 import { Responders } from "./Responders.js"
 import { type ConnectionInfo, Transport } from "./Transport.js"
 
@@ -276,9 +277,6 @@ const codeOf = (cause: unknown): string | undefined => {
   const code = (cause as { readonly code?: unknown } | undefined)?.code
   return typeof code === "string" ? code : undefined
 }
-
-const describe = (cause: unknown): string =>
-  cause instanceof Error ? cause.message : typeof cause === "string" ? cause : String(cause)
 
 /** A `SocketError` as the protocol reports it; `undefined` for a clean end. */
 const fromSocketError = (error: Socket.SocketError): ConnectionLost | undefined => {

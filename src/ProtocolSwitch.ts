@@ -16,7 +16,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type { CallError, CallOptions } from "./Amp.js"
+import type { CallFailure, CallOptions } from "./Amp.js"
 import { ConnectionLost, MalformedAmpBox, type TransportUnsupported } from "./AmpError.js"
 import * as Command from "./Command.js"
 import { attempt } from "./internal/attempt.js"
@@ -53,13 +53,13 @@ const switchAfterAnswer = (result: unknown, kit: Answering): Effect.Effect<void>
  * That protocol runs in the connection's scope; the connection ends when it
  * returns.
  */
-export const respond = <C extends Command.Any, E, R>(
+export const respond = <C extends Command.Any, R>(
   command: C,
-  handler: (args: Command.Arguments<C>) => Effect.Effect<NextProtocol, E, R>
+  handler: (args: Command.Arguments<C>) => Effect.Effect<NextProtocol, Command.Error<C>, R>
 ): Command.Responder<R> => ({
   _tag: "Responder",
   command,
-  handle: handler as (args: Record<string, unknown>) => Effect.Effect<NextProtocol, E, R>,
+  handle: handler as (args: Record<string, unknown>) => Effect.Effect<NextProtocol, Command.Error<C>, R>,
   atBoundary: switchAfterAnswer
 })
 
@@ -72,7 +72,9 @@ export const ask = <C extends Command.Any>(
   command: C,
   args: Command.Arguments<C>,
   options?: CallOptions
-): Effect.Effect<{ readonly response: Command.Response<C>; readonly connection: RawConnection }, CallError<C> | TransportUnsupported> =>
+): Effect.Effect<{ readonly response: Command.Response<C>; readonly connection: RawConnection },
+  Command.Error<C> | CallFailure | TransportUnsupported
+> =>
   Effect.suspend(() => {
     let connection: RawConnection | undefined
     const asked = kit.ask<TransportUnsupported>(

@@ -102,6 +102,11 @@ const registry = (responders: ReadonlyArray<Command.Responder<Amp>>): Registry =
     const name = bytesToByteString(r.command.wire.nameBytes)
     // A second one would silently replace the first: a mistake, refused where it is made (a defect).
     if (map.has(name)) throw new Error(`two responders for the command ${JSON.stringify(name)}: give each command one`)
+    // A plain responder for StartTLS or a switch would answer and leave the connection as it was.
+    if (r.command.kind !== "plain" && r.atBoundary === undefined) {
+      const use = r.command.kind === "starttls" ? "StartTls.respond" : "ProtocolSwitch.respond"
+      throw new Error(`the command ${JSON.stringify(name)} changes the connection: answer it with ${use}`)
+    }
     map.set(name, r)
   }
   return { get: (name) => map.get(name), names: [...map.keys()] }

@@ -12,11 +12,14 @@ import * as Layer from "effect/Layer"
 import { Amp } from "../src/Amp.js"
 import * as Argument from "../src/Argument.js"
 import * as Command from "../src/Command.js"
+import * as ProtocolSwitch from "../src/ProtocolSwitch.js"
 import * as Responders from "../src/Responders.js"
+import * as StartTls from "../src/StartTls.js"
 import * as AmpTest from "../src/testing/AmpTest.js"
 
 class ZeroDivision extends Data.TaggedError("ZeroDivision")<{ readonly description: string }> {}
 class Undeclared extends Data.TaggedError("Undeclared")<{ readonly description: string }> {}
+class Refusal extends Data.TaggedError("Refusal")<{}> {}
 
 const Divide = Command.make("Divide", {
   arguments: { numerator: Argument.Integer, denominator: Argument.Integer },
@@ -68,5 +71,19 @@ describe("Responders: one responder per command", () => {
         Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))
       )
     ).toThrow(`two responders for the command "Sum"`)
+  })
+
+  it("a command that changes the connection needs its own respond: a plain one is refused when built", () => {
+    const Upgrade = ProtocolSwitch.make("Upgrade", { errors: { NOPE: Undeclared } })
+    expect(() => Responders.make(Responders.respond(Upgrade, () => Effect.succeed({})))).toThrow(
+      `the command "Upgrade" changes the connection: answer it with ProtocolSwitch.respond`
+    )
+    expect(() => Responders.make(Responders.respond(StartTls.StartTLS, () => Effect.succeed({})))).toThrow(
+      `the command "StartTLS" changes the connection: answer it with StartTls.respond`
+    )
+    const declared = ProtocolSwitch.respond(Upgrade, () => Effect.fail(new Undeclared({ description: "not now" })))
+    // @ts-expect-error Refusal is not one of Upgrade's errors
+    ProtocolSwitch.respond(Upgrade, () => Effect.fail(new Refusal()))
+    expect(Responders.make(declared, StartTls.respond(() => Effect.succeed({}))).names).toEqual(["Upgrade", "StartTLS"])
   })
 })
