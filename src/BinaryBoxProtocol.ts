@@ -589,7 +589,17 @@ export const make = (
         locked = true
         const leftover = decoder.takeLeftover()
         return transport.detach(leftover).pipe(
-          Effect.tap(() => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))))
+          Effect.tapBoth({
+            onSuccess: () => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))),
+            // The peer has switched (or will): the connection is of no use to AMP, and is still ours to end.
+            onFailure: (e) =>
+              Effect.suspend(() => {
+                switched = false
+                locked = false
+                finish(new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e }))
+                return transport.close
+              })
+          })
         )
       }),
       isTlsActive: () => tlsStarted || tlsHeld !== undefined,

@@ -180,6 +180,11 @@ for (const kind of kinds) {
         const amp2 = yield* connect(kind, port)
         const switched = yield* Effect.flip(amp2.switchProtocol(SwitchToEcho, {}))
         expect(switched).toMatchObject({ _tag: "TransportUnsupported", operation: "detach", transport: transportKind(kind) })
+        // The server answered and switched; the client cannot: its connection ends (it is not left open and mute).
+        const end = yield* amp2.ended.pipe(Effect.timeout("5 seconds"))
+        expect(end).toMatchObject({ _tag: "ConnectionLost", reason: "error" })
+        expect(end.message).toContain("the protocol switch could not take the connection")
+        expect((yield* Effect.flip(amp2.callRemote(Hang, {})))._tag).toBe("ConnectionLost")
         // And on a transport directly.
         const t = yield* Effect.flatMap(clientSocket(kind, port), (s) => PlatformSocket.transport(s))
         expect(yield* Effect.flip(t.startTls({}, new Uint8Array(0)))).toMatchObject({
