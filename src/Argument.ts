@@ -4,9 +4,9 @@
  * Every type writes exactly the bytes Twisted's `twisted.protocols.amp`
  * writes, and reads what Twisted reads (within reason: see each type), and
  * refuses anything else with an {@link ArgumentError} that says what was
- * wrong. Each is also an Effect `Schema` between wire bytes and the value
- * (`.schema`), for composition; the dispatcher uses the plain
- * `fromWire`/`toWire`/`fromBox`/`toBox` functions, which cost less per call.
+ * wrong. The dispatcher uses the plain `fromWire`/`toWire`/`fromBox`/`toBox`
+ * functions; `ArgumentSchema.schema` (`effect-amp/schema`) gives the same
+ * mapping as an Effect `Schema`, for composition.
  *
  * | Twisted           | here                         | value                     |
  * | ----------------- | ---------------------------- | ------------------------- |
@@ -28,8 +28,6 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
-import * as ParseResult from "effect/ParseResult"
-import * as Schema from "effect/Schema"
 import type * as Types from "effect/Types"
 import { type AmpBox, bytesToByteString, utf8 } from "./AmpBox.js"
 import { ArgumentError } from "./AmpError.js"
@@ -69,8 +67,8 @@ export interface Argument<A> {
   readonly fromBox: (box: AmpBox, key: string) => A | undefined
   /** Writes the argument under `key` into `out` (by default `out.set(key, toWire(value))`). */
   readonly toBox: (value: A, key: string, out: BoxFields) => void
-  /** The same mapping as a Schema between wire bytes and the value, for composition. */
-  readonly schema: Schema.Schema<A, Uint8Array>
+  /** Recognizes values of `A` (what `toWire` takes). */
+  readonly is: (u: unknown) => u is A
 }
 
 /** The value type of an argument. */
@@ -93,40 +91,15 @@ export interface Spec<A> {
    */
   readonly fromWireAt?: ((bytes: Uint8Array, start: number, end: number) => A) | undefined
   readonly toBox?: ((value: A, key: string, out: BoxFields) => void) | undefined
-  /** Recognizes values of `A` for the schema's type side (default: anything). */
+  /** Recognizes values of `A` (default: anything). */
   readonly is?: ((u: unknown) => u is A) | undefined
 }
 
 const anything = <A>(_: unknown): _ is A => true
 
-const schemaOf = <A>(spec: Spec<A>): Schema.Schema<A, Uint8Array> => {
-  const { fromWire, toWire, typeName } = spec
-  return Schema.transformOrFail(
-    Schema.Uint8ArrayFromSelf,
-    Schema.declare(spec.is ?? anything<A>, { identifier: typeName }),
-    {
-      strict: true,
-      decode: (bytes, _, ast) => {
-        try {
-          return ParseResult.succeed(fromWire(bytes))
-        } catch (e) {
-          return ParseResult.fail(new ParseResult.Type(ast, bytes, describe(e)))
-        }
-      },
-      encode: (value, _, ast) => {
-        try {
-          return ParseResult.succeed(toWire(value))
-        } catch (e) {
-          return ParseResult.fail(new ParseResult.Type(ast, value, describe(e)))
-        }
-      }
-    }
-  ).annotations({ identifier: typeName })
-}
-
 /**
  * Defines an argument type from its wire conversions. `fromBox`/`toBox`
- * default to one key holding `toWire`'s bytes; the schema is derived.
+ * default to one key holding `toWire`'s bytes.
  *
  * @since 0.1.0
  */
@@ -145,7 +118,7 @@ export const make = <A>(spec: Spec<A>): Argument<A> => {
         return v === undefined ? undefined : fromWire(v)
       }),
     toBox: spec.toBox ?? ((value, key, out) => void out.set(key, toWire(value))),
-    schema: schemaOf(spec)
+    is: spec.is ?? anything<A>
   }
 }
 
@@ -160,7 +133,7 @@ export const isArgument = (u: unknown): u is Argument<unknown> =>
  * @since 0.1.0
  */
 export const optional = <A>(arg: Argument<A>): Argument<A | undefined> => {
-  const is = Schema.is(Schema.typeSchema(arg.schema))
+  const is = arg.is
   const made = make<A | undefined>({
     typeName: arg.typeName,
     fromWire: arg.fromWire,
@@ -911,7 +884,7 @@ export const DateTime: Argument<AmpDateTime> & TextForm<AmpDateTime> = withTextF
  */
 export const ListOf = <A>(element: Argument<A>): Argument<ReadonlyArray<A>> => {
   const typeName = `ListOf(${element.typeName})`
-  const is = Schema.is(Schema.typeSchema(element.schema))
+  const is = element.is
   return make<ReadonlyArray<A>>({
     typeName,
     fromWire: (bytes) => {
@@ -1099,7 +1072,7 @@ const big = <A>(inner: Argument<A>, typeName: string): Argument<A> => {
         out.set(`${key}.${i}`, bytes.subarray(at, at + MAX_VALUE_LENGTH))
       }
     },
-    is: Schema.is(Schema.typeSchema(inner.schema)) as (u: unknown) => u is A
+    is: inner.is
   })
 }
 

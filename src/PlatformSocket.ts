@@ -557,7 +557,7 @@ const make = (
  *
  * @example
  * import { NodeSocket } from "@effect/platform-node"
- * import { PlatformSocket } from "effect-amp"
+ * import { PlatformSocket } from "effect-amp/platform"
  *
  * const program = Effect.gen(function*() {
  *   const socket = yield* NodeSocket.makeNet({ host: "127.0.0.1", port: 7710 })

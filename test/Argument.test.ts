@@ -10,6 +10,7 @@ import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
 import * as AmpBox from "../src/AmpBox.js"
 import * as Argument from "../src/Argument.js"
+import * as ArgumentSchema from "../src/ArgumentSchema.js"
 import * as BoxCodec from "../src/BoxCodec.js"
 
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -663,23 +664,24 @@ describe("make and schema", () => {
     expect(wireText(out.get("k")!)).toBe("xy")
   })
 
-  it.effect("each type is also a Schema between wire bytes and the value", () =>
+  it.effect("each type is also a Schema between wire bytes and the value (effect-amp/schema)", () =>
     Effect.gen(function*() {
-      expect(yield* Schema.decode(Argument.Integer.schema)(bytes("42"))).toBe(42n)
-      expect(wireText(yield* Schema.encode(Argument.Float.schema)(-0))).toBe("-0.0")
+      expect(yield* Schema.decode(ArgumentSchema.schema(Argument.Integer))(bytes("42"))).toBe(42n)
+      expect(wireText(yield* Schema.encode(ArgumentSchema.schema(Argument.Float))(-0))).toBe("-0.0")
       const list = Argument.ListOf(Argument.Decimal)
-      const decoded = yield* Schema.decode(list.schema)(list.toWire([Argument.AmpDecimal.fromString("1.10")]))
+      const decoded = yield* Schema.decode(ArgumentSchema.schema(list))(list.toWire([Argument.AmpDecimal.fromString("1.10")]))
       expect(decoded[0]!.toString()).toBe("1.10")
-      const error = yield* Effect.flip(Schema.decode(Argument.Boolean.schema)(bytes("yes")))
+      const error = yield* Effect.flip(Schema.decode(ArgumentSchema.schema(Argument.Boolean))(bytes("yes")))
       expect(error.message).toContain("True or False")
-      const encodeError = yield* Effect.flip(Schema.encode(Argument.IntegerNumber.schema)(2 ** 60))
+      const encodeError = yield* Effect.flip(Schema.encode(ArgumentSchema.schema(Argument.IntegerNumber))(2 ** 60))
       expect(encodeError.message).toContain("Integer")
-      // The type side recognizes values.
-      expect(Schema.is(Schema.typeSchema(Argument.Integer.schema))(1n)).toBe(true)
-      expect(Schema.is(Schema.typeSchema(Argument.Integer.schema))(1)).toBe(false)
-      expect(Schema.is(Schema.typeSchema(Argument.optional(Argument.Unicode).schema))(undefined)).toBe(true)
+      // The type side recognizes values, as the argument's own `is` does.
+      expect(Schema.is(Schema.typeSchema(ArgumentSchema.schema(Argument.Integer)))(1n)).toBe(true)
+      expect(Schema.is(Schema.typeSchema(ArgumentSchema.schema(Argument.Integer)))(1)).toBe(false)
+      expect(Schema.is(Schema.typeSchema(ArgumentSchema.schema(Argument.optional(Argument.Unicode))))(undefined)).toBe(true)
+      expect([Argument.Integer.is(1n), Argument.Integer.is(1), Argument.ListOf(Argument.Unicode).is(["a", 1])]).toEqual([true, false, false])
       // Composes: wire bytes of a number inside a struct.
-      const Msg = Schema.Struct({ n: Argument.IntegerNumber.schema })
+      const Msg = Schema.Struct({ n: ArgumentSchema.schema(Argument.IntegerNumber) })
       expect(yield* Schema.decode(Msg)({ n: bytes("7") })).toEqual({ n: 7 })
     }))
 })

@@ -122,6 +122,11 @@ step "run the in-memory test kit (effect-amp/test)"
 out=$(node out/kit.js) || fail "the test-kit program failed"
 echo "   $out"
 
+step "the entry points kept apart: effect-amp/schema and effect-amp/platform"
+out=$(node out/entries.js) || fail "the entry-points program failed"
+[ "$out" = '{"n":7,"platform":true}' ] || fail "the entry-points program printed $out"
+echo "   $out"
+
 step "start effect-amp serve from node_modules/.bin"
 node_modules/.bin/effect-amp serve --port 0 >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
