@@ -8,6 +8,10 @@
  * decoder must match exactly, whatever the chunking.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -879,5 +883,25 @@ describe("BoxCodec", () => {
       const two = d.next()!
       expect([one.getText("k"), two.getText("k")]).toEqual(["hello world", "HELLO WORLD"])
     })
+  })
+
+  describe("parseFile", () => {
+    it.scoped("reads every box of a file through the FileSystem service; a file cut mid-box is an IncompleteBox", () =>
+      Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-amp-parse-"))),
+          (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+        )
+        const boxes = [AmpBox.make({ _command: "Sum", a: "1", b: "2" }), AmpBox.make({ text: "x".repeat(70_000 >> 1) })]
+        const bytes = BoxCodec.encodeBoxes(boxes)
+        const whole = path.join(dir, "boxes.amp")
+        const cut = path.join(dir, "cut.amp")
+        fs.writeFileSync(whole, bytes)
+        fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 3))
+        const read = yield* BoxCodec.parseFile(whole).pipe(Effect.provide(NodeFileSystem.layer))
+        expect(sameBoxes(read, boxes)).toBe(true)
+        const error = yield* Effect.flip(BoxCodec.parseFile(cut).pipe(Effect.provide(NodeFileSystem.layer)))
+        expect(error._tag).toBe("IncompleteBox")
+      }))
   })
 })

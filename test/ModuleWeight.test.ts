@@ -2,7 +2,7 @@
  * What a program pays for loading effect-amp: the entry points a connection
  * needs (`effect-amp`, `effect-amp/node`) reach, by static imports, neither
  * `effect/Schema` (about 4 MiB of heap and 12 MiB of RSS once loaded) nor
- * `@effect/platform/FileSystem` (about 4 MiB of heap and 10 MiB of RSS), nor
+ * `@effect/platform/FileSystem` (about 4 MiB of heap and 11 MiB of RSS), nor
  * `@effect/platform/Socket` (about 4 MiB and 11 MiB). `effect-amp/schema`,
  * `effect-amp/platform` and `BoxCodec.parseFile` load them when asked. The walk follows the sources' `import`/`export … from`
  * statements; `import type` is erased and does not count.
