@@ -46,7 +46,7 @@ import {
   type PeerVerifyError,
   ProtocolSwitched,
   type TlsError,
-  type TransportUnsupported
+  TransportUnsupported
 } from "./AmpError.js"
 import type { ConnectionEnded } from "./AmpError.js"
 import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
@@ -561,6 +561,17 @@ export const make = (
 
 
     // --- boundaries ----------------------------------------------------------
+    /**
+     * The switch was asked or answered but the transport cannot let go: the connection is of no
+     * further use to AMP, and is still ours to end (after what was sent).
+     */
+    const switchFailed = (e: TransportUnsupported): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        switched = false
+        locked = false
+        return closeWith(new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e }))
+      })
+
     const boundary: Boundary = {
       prepareTls: () => {
         if (tlsStarted || tlsHeld !== undefined) throw new OnlyOneTLS({})
@@ -569,6 +580,9 @@ export const make = (
       startTls: (tlsOptions) =>
         Effect.suspend(() => {
           if (tlsStarted) return Effect.fail(new OnlyOneTLS({}))
+          if (transport.startTls === undefined) {
+            return Effect.fail(new TransportUnsupported({ operation: "StartTLS", transport: transport.info().kind }))
+          }
           tlsStarted = true
           flush()
           const leftover = decoder.takeLeftover()
@@ -584,21 +598,19 @@ export const make = (
       },
       switchTo: Effect.suspend((): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> => {
         if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+        const detach = transport.detach
+        if (detach === undefined) {
+          const unsupported = new TransportUnsupported({ operation: "detach", transport: transport.info().kind })
+          return Effect.zipRight(switchFailed(unsupported), Effect.fail(unsupported))
+        }
         flush()
         switched = true
         locked = true
         const leftover = decoder.takeLeftover()
-        return transport.detach(leftover).pipe(
+        return detach(leftover).pipe(
           Effect.tapBoth({
             onSuccess: () => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))),
-            // The peer has switched (or will): the connection is of no use to AMP, and is still ours to end.
-            onFailure: (e) =>
-              Effect.suspend(() => {
-                switched = false
-                locked = false
-                finish(new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e }))
-                return transport.close
-              })
+            onFailure: switchFailed
           })
         )
       }),

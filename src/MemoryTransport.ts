@@ -10,7 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { ConnectionLost, TransportUnsupported } from "./AmpError.js"
+import { ConnectionLost } from "./AmpError.js"
 import type { ConnectionInfo, RawConnection, Transport } from "./Transport.js"
 
 /** How bytes written on one end are cut into chunks on the other. */
@@ -168,7 +168,6 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [End, En
           self.waiters.push(() => resume(Effect.void))
         }),
         close,
-        startTls: () => Effect.fail(new TransportUnsupported({ operation: "StartTLS", transport: "memory" })),
         detach: (leftover) =>
           Effect.gen(function*() {
             // Move what nobody pulled yet behind the leftover, then end the box protocol's stream.

@@ -42,7 +42,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Amp } from "./Amp.js"
-import { ConnectionLost, TransportUnsupported } from "./AmpError.js"
+import { ConnectionLost } from "./AmpError.js"
 import * as AmpConnection from "./AmpConnection.js"
 import { concatBytes } from "./internal/bytes.js"
 import { describe } from "./internal/messages.js"
@@ -537,8 +537,6 @@ const make = (
       writev,
       writable,
       close,
-      startTls: () => Effect.fail(new TransportUnsupported({ operation: "StartTLS", transport: kind() })),
-      detach: () => Effect.fail(new TransportUnsupported({ operation: "detach", transport: kind() })),
       info
     }
     internals.set(transport, {

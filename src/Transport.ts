@@ -2,9 +2,11 @@
  * The byte pipe under an AMP connection.
  *
  * A `Transport` is what `BinaryBoxProtocol` needs from a connection and nothing
- * more: bytes in as a `Stream`, bytes out, a graceful close, and the two
- * operations that happen between boxes: upgrading to TLS in place and
- * handing the raw connection to another protocol.
+ * more: bytes in as a `Stream`, bytes out, a graceful close and what is known
+ * of the two ends. Two capabilities are optional, declared by being there:
+ * upgrading to TLS in place (`startTls`) and handing the raw connection to
+ * another protocol (`detach`). Where one is absent, StartTLS or a protocol
+ * switch fails with `TransportUnsupported` naming the transport's kind.
  *
  * Implementations: the in-memory pair (`MemoryTransport`, for tests, runs
  * anywhere) and the Node sockets under `effect-amp/node`.
@@ -127,23 +129,27 @@ export interface Transport {
   /** Ends our side gracefully, then tears the connection down after a bounded wait. Idempotent. */
   readonly close: Effect.Effect<void>
   /**
-   * Starts TLS on this connection. `leftover` holds bytes already read past
-   * the last box: they, then any bytes the transport buffered but nobody pulled
-   * yet, are the first TLS records. Writes after this call are encrypted.
+   * Capability: starts TLS on this connection. `leftover` holds bytes already
+   * read past the last box: they, then any bytes the transport buffered but
+   * nobody pulled yet, are the first TLS records. Writes after this call are
+   * encrypted. Absent where TLS cannot run in place (a pipe, an in-memory
+   * pair, a WebSocket).
    */
-  readonly startTls: (
+  readonly startTls?: (
     options: TlsOptions,
     leftover: Uint8Array
   ) => Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError>
   /**
-   * Gives the raw connection away. `leftover` (then whatever the transport
-   * buffered) comes first on the returned connection's `incoming`. After this,
-   * `incoming` of the transport ends and `write` is refused.
+   * Capability: gives the raw connection away. `leftover` (then whatever the
+   * transport buffered) comes first on the returned connection's `incoming`.
+   * After this, `incoming` of the transport ends and `write` is refused.
+   * Absent where the bytes cannot be handed over (a `@effect/platform` socket).
    */
-  readonly detach: (leftover: Uint8Array) => Effect.Effect<RawConnection, TransportUnsupported>
+  readonly detach?: (leftover: Uint8Array) => Effect.Effect<RawConnection, TransportUnsupported>
   /**
-   * Whether `startTls` can work here: a socket can, a pipe or an in-memory
-   * pair cannot. Default `false`. Only where it can does the dispatcher answer
+   * Whether `startTls` can work here now: a plaintext socket can; one that
+   * runs TLS from its first byte has the capability (it answers `OnlyOneTLS`)
+   * but cannot. Default `false`. Only where it can does the dispatcher answer
    * a peer's StartTLS that no responder of ours handles (Twisted's default
    * responder); elsewhere that StartTLS is `UNHANDLED`.
    */
@@ -156,6 +162,20 @@ export interface Transport {
    */
   readonly descriptors?: DescriptorChannel
 }
+
+/**
+ * A transport that has both capabilities: a Node socket (`NodeTransport.fromSocket`).
+ *
+ * @since 0.1.0
+ */
+export type WithTlsAndDetach = Transport & Required<Pick<Transport, "startTls" | "detach">>
+
+/**
+ * A transport that can be handed over: a socket, a pair of streams, the in-memory pair.
+ *
+ * @since 0.1.0
+ */
+export type WithDetach = Transport & Required<Pick<Transport, "detach">>
 
 /**
  * The connection a `BinaryBoxProtocol` layer runs over (the interface and its tag share a name).

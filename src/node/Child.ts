@@ -21,7 +21,7 @@ import type * as Scope from "effect/Scope"
 import type { Amp } from "../Amp.js"
 import { ConnectError } from "../AmpError.js"
 import * as AmpConnection from "../AmpConnection.js"
-import type { Transport } from "../Transport.js"
+import type { WithDetach } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
 import * as Stdio from "./Stdio.js"
 
@@ -62,7 +62,7 @@ export class ChildExit extends Data.Class<{
  * @since 0.1.0
  */
 export interface Child {
-  readonly transport: Transport
+  readonly transport: WithDetach
   readonly process: childProcess.ChildProcess
   /** Completes when the child has exited, with how. */
   readonly exit: Effect.Effect<ChildExit>
@@ -222,7 +222,7 @@ export interface ParentOptions {
  *
  * @since 0.1.0
  */
-export const parentTransport = (options?: ParentOptions): Effect.Effect<Transport, never, Scope.Scope> => {
+export const parentTransport = (options?: ParentOptions): Effect.Effect<WithDetach, never, Scope.Scope> => {
   const channel = options?.channel ?? { _tag: "fds" }
   if (channel._tag === "stdio") return Stdio.transport(process.stdin, process.stdout, { ...options?.transport, role: "server" })
   return Effect.suspend(() => {

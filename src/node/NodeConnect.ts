@@ -11,7 +11,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { ConnectError } from "../AmpError.js"
-import type { TlsOptions, Transport } from "../Transport.js"
+import type { TlsOptions, WithTlsAndDetach } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
 import * as UnixDescriptorTransport from "./UnixDescriptorTransport.js"
 
@@ -105,7 +105,7 @@ const open = (address: Address): net.Socket => {
  *
  * @since 0.1.0
  */
-export const connect: (address: Address, options?: Options) => Effect.Effect<Transport, ConnectError, Scope.Scope> = Effect
+export const connect: (address: Address, options?: Options) => Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> = Effect
   .fn("NodeConnect.connect")(function*(address: Address, options?: Options) {
     const where = format(address)
     const timeout = options?.timeout ?? Duration.seconds(10)
@@ -169,7 +169,7 @@ export const connect: (address: Address, options?: Options) => Effect.Effect<Tra
  *
  * @since 0.1.0
  */
-export const tcp = (host: string, port: number, options?: Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+export const tcp = (host: string, port: number, options?: Options): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> =>
   connect({ _tag: "tcp", host, port }, options)
 
 /**
@@ -177,7 +177,7 @@ export const tcp = (host: string, port: number, options?: Options): Effect.Effec
  *
  * @since 0.1.0
  */
-export const unix = (path: string, options?: Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+export const unix = (path: string, options?: Options): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> =>
   connect({ _tag: "unix", path }, options)
 
 /**
@@ -190,7 +190,7 @@ export const tlsConnect = (
   port: number,
   tlsOptions?: TlsOptions,
   options?: Options
-): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> =>
   connect({ _tag: "tls", host, port, ...(tlsOptions ? { tls: tlsOptions } : {}) }, options)
 
 /**
@@ -203,7 +203,7 @@ export const tlsConnect = (
  */
 export const connectTcp = (
   options: { readonly host: string; readonly port: number } & Options
-): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> =>
   connect({ _tag: "tcp", host: options.host, port: options.port }, options)
 
 /**
@@ -211,7 +211,7 @@ export const connectTcp = (
  *
  * @since 0.1.0
  */
-export const connectUnix = (options: { readonly path: string } & Options): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+export const connectUnix = (options: { readonly path: string } & Options): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> =>
   connect({ _tag: "unix", path: options.path }, options)
 
 /**
@@ -222,7 +222,7 @@ export const connectUnix = (options: { readonly path: string } & Options): Effec
  */
 export const connectTls = (
   options: { readonly host: string; readonly port: number } & Omit<TlsOptions, "role"> & Options
-): Effect.Effect<Transport, ConnectError, Scope.Scope> => {
+): Effect.Effect<WithTlsAndDetach, ConnectError, Scope.Scope> => {
   const { ca, cert, host, key, port, servername } = options
   const tlsOptions: TlsOptions = {
     ...(ca !== undefined ? { ca } : {}),

@@ -19,7 +19,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import { ListenError } from "../AmpError.js"
-import type { TlsOptions, Transport } from "../Transport.js"
+import type { TlsOptions, WithTlsAndDetach } from "../Transport.js"
 import * as NodeTransport from "./NodeTransport.js"
 import * as UnixDescriptorTransport from "./UnixDescriptorTransport.js"
 
@@ -239,7 +239,7 @@ interface Live {
  */
 export const listen = <E, R>(
   address: ListenAddress,
-  handler: (transport: Transport, connection: Connection) => Effect.Effect<void, E, R | Scope.Scope>,
+  handler: (transport: WithTlsAndDetach, connection: Connection) => Effect.Effect<void, E, R | Scope.Scope>,
   options?: Options
 ): Effect.Effect<Server, ListenError, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {

@@ -38,7 +38,9 @@ import type {
   TlsOptions,
   TlsSession,
   TlsUpgrade,
-  Transport
+  Transport,
+  WithDetach,
+  WithTlsAndDetach
 } from "../Transport.js"
 import { concatBytes } from "../internal/bytes.js"
 import { lazyField } from "../internal/lazyField.js"
@@ -802,7 +804,8 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
       writev,
       writable,
       close,
-      startTls,
+      // The TLS capability needs a socket; a pair of streams has none.
+      ...(io.socket !== undefined ? { startTls } : {}),
       canStartTls: socket !== undefined && phase === "plain",
       detach,
       info
@@ -823,12 +826,13 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
  *
  * @since 0.1.0
  */
-export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<Transport, never, Scope.Scope> =>
-  make({ socket, input: socket, output: socket }, options)
+export const fromSocket = (socket: Duplex, options: Options): Effect.Effect<WithTlsAndDetach, never, Scope.Scope> =>
+  make({ socket, input: socket, output: socket }, options) as Effect.Effect<WithTlsAndDetach, never, Scope.Scope>
 
 /**
  * A transport reading `input` and writing `output` (stdio, a child's pipes).
- * StartTLS is not supported on a pair of streams; detaching is. Closing ends
+ * A pair of streams has no TLS capability (StartTLS fails with
+ * `TransportUnsupported`); detaching works. Closing ends
  * `output` and lets go of `input` (destroys both with `destroyOnClose`).
  *
  * @since 0.1.0
@@ -837,7 +841,8 @@ export const fromStreams = (
   input: Readable,
   output: Writable,
   options: StreamOptions
-): Effect.Effect<Transport, never, Scope.Scope> => make({ socket: undefined, input, output }, options)
+): Effect.Effect<WithDetach, never, Scope.Scope> =>
+  make({ socket: undefined, input, output }, options) as Effect.Effect<WithDetach, never, Scope.Scope>
 
 /**
  * Hands the connection to a library that wants a Node `Duplex`: the

@@ -17,7 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
 import type { ConnectError } from "../AmpError.js"
-import type { Transport } from "../Transport.js"
+import type { WithDetach } from "../Transport.js"
 import * as ChildProcesses from "./Child.js"
 import * as NodeTransport from "./NodeTransport.js"
 
@@ -51,7 +51,7 @@ export const transport = (
   input: Readable = process.stdin,
   output: Writable = process.stdout,
   options?: TransportOptions
-): Effect.Effect<Transport, never, Scope.Scope> =>
+): Effect.Effect<WithDetach, never, Scope.Scope> =>
   Effect.zipRight(
     isStdout(output) ? defaultLoggerToStderr : Effect.void,
     NodeTransport.fromStreams(input, output, { ...options, role: options?.role ?? "server", kind: "stdio" })
@@ -115,7 +115,7 @@ export const layerDefaultLoggerToStderr: Layer.Layer<never> = Layer.scopedDiscar
  * @since 0.1.0
  */
 export interface Child {
-  readonly transport: Transport
+  readonly transport: WithDetach
   readonly process: childProcess.ChildProcess
 }
 

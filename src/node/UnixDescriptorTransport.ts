@@ -26,7 +26,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
 import { DESCRIPTOR_FAILURE, type DescriptorChannel } from "../internal/descriptors.js"
-import type { Transport } from "../Transport.js"
+import type { Transport, WithTlsAndDetach } from "../Transport.js"
 import { FdSocket } from "./internal/FdSocket.js"
 import { errnoError, fdpass, type FdPass, whyUnavailable } from "./internal/fdpass.js"
 import * as NodeTransport from "./NodeTransport.js"
@@ -171,7 +171,7 @@ const channels = new WeakMap<Transport, Channel>()
  *
  * @since 0.1.0
  */
-export const fromSocket = (socket: net.Socket, options: Options): Effect.Effect<Transport, never, Scope.Scope> =>
+export const fromSocket = (socket: net.Socket, options: Options): Effect.Effect<WithTlsAndDetach, never, Scope.Scope> =>
   Effect.gen(function*() {
     const addon = fdpass()
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd

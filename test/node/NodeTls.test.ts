@@ -16,7 +16,7 @@ import * as Either from "effect/Either"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
-import type { TlsOptions, TlsSession, Transport } from "../../src/Transport.js"
+import type { TlsOptions, TlsSession, WithTlsAndDetach } from "../../src/Transport.js"
 import {
   bytes,
   ca,
@@ -39,7 +39,7 @@ import {
 
 /** A server that hands each transport to the test and keeps the connection until the test ends. */
 const capturingServer = Effect.gen(function*() {
-  const accepted = yield* Deferred.make<Transport>()
+  const accepted = yield* Deferred.make<WithTlsAndDetach>()
   const server = yield* NodeServer.listen(local, (t) => Effect.zipRight(Deferred.succeed(accepted, t), Effect.never))
   return { server, accepted: Deferred.await(accepted) }
 })
@@ -49,9 +49,9 @@ const capturingServer = Effect.gen(function*() {
  * the answer: the client asks, the server answers and starts TLS, the client
  * starts TLS on reading the answer. Returns both sessions and both transports.
  */
-const dance = (serverOptions: TlsOptions, clientOptions: TlsOptions, afterwards: (t: Transport) => Effect.Effect<void, unknown> = echo) =>
+const dance = (serverOptions: TlsOptions, clientOptions: TlsOptions, afterwards: (t: WithTlsAndDetach) => Effect.Effect<void, unknown> = echo) =>
   Effect.gen(function*() {
-    const serverSide = yield* Deferred.make<{ readonly session: TlsSession; readonly transport: Transport }>()
+    const serverSide = yield* Deferred.make<{ readonly session: TlsSession; readonly transport: WithTlsAndDetach }>()
     const server = yield* NodeServer.listen(local, (t) =>
       Effect.gen(function*() {
         const request = yield* readBytes(t, 9)
@@ -138,7 +138,7 @@ describe("StartTLS", () => {
 
   it.scopedLive("a ClientHello that came with the plaintext request is passed on as leftover", () =>
     Effect.gen(function*() {
-      const accepted = yield* Deferred.make<Transport>()
+      const accepted = yield* Deferred.make<WithTlsAndDetach>()
       const leftoverSize = yield* Deferred.make<number>()
       const server = yield* NodeServer.listen(local, (t) =>
         Effect.gen(function*() {
@@ -289,7 +289,7 @@ describe("TLS handshake failures", () => {
 
   it.scopedLive("the peer's end waits behind a paused socket: TLS gets the bytes and the end, and fails, not hangs", () =>
     Effect.gen(function*() {
-      const accepted = yield* Deferred.make<Transport>()
+      const accepted = yield* Deferred.make<WithTlsAndDetach>()
       const server = yield* NodeServer.listen(local, (t) => Effect.zipRight(Deferred.succeed(accepted, t), Effect.never), {
         transport: { readBufferChunks: 1 }
       })
@@ -328,7 +328,7 @@ describe("TLS handshake failures", () => {
 
   it.scopedLive("a peer that goes silent mid-handshake: TlsError ETIMEDOUT after handshakeTimeoutMillis", () =>
     Effect.gen(function*() {
-      const accepted = yield* Deferred.make<Transport>()
+      const accepted = yield* Deferred.make<WithTlsAndDetach>()
       const server = yield* NodeServer.listen(local, (t) => Effect.zipRight(Deferred.succeed(accepted, t), Effect.never), {
         transport: { handshakeTimeoutMillis: 200 }
       })
@@ -388,7 +388,7 @@ describe("detach after StartTLS", () => {
 describe("TLS from the first byte", () => {
   it.scopedLive("connectTls to a TLS server that requires client certificates; both sides see the session", () =>
     Effect.gen(function*() {
-      const seen = yield* Deferred.make<Transport>()
+      const seen = yield* Deferred.make<WithTlsAndDetach>()
       const server = yield* NodeServer.listen(
         { _tag: "tls", host: "127.0.0.1", port: 0, tls: { ...serverTls, ca } },
         (t) => Effect.zipRight(Deferred.succeed(seen, t), echo(t))

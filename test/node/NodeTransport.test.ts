@@ -15,7 +15,7 @@ import * as Stream from "effect/Stream"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
-import type { Transport } from "../../src/Transport.js"
+import type { WithTlsAndDetach } from "../../src/Transport.js"
 import {
   bytes,
   collect,
@@ -36,7 +36,7 @@ import {
 /** A server whose handler hands each transport to the test, and stays until the test lets go. */
 const capturingServer = (options?: NodeServer.Options) =>
   Effect.gen(function*() {
-    const accepted = yield* Deferred.make<Transport>()
+    const accepted = yield* Deferred.make<WithTlsAndDetach>()
     const release = yield* Deferred.make<void>()
     const server = yield* NodeServer.listen(local, (t) =>
       Effect.zipRight(Deferred.succeed(accepted, t), Deferred.await(release)), options)
