@@ -267,7 +267,14 @@ const build = (
           new MalformedAmpBox({ command: "?", detail: `${ok ? "answer" : "error"} for tag ${spelled}, which was never asked` })
         )
       }
-      if (p.atBoundary !== undefined) return p.atBoundary(box, ok)
+      if (p.atBoundary !== undefined) {
+        // The step has the caller to answer; if it dies instead (a transport's bug), the caller still hears.
+        return Effect.onExit(p.atBoundary(box, ok), (exit) =>
+          Exit.isSuccess(exit) ? Effect.void : Effect.sync(() =>
+            p.resume(Exit.fail(
+              new ConnectionLost({ reason: "error", detail: `${p.name} failed at the box boundary: ${Cause.pretty(exit.cause)}`, cause: exit.cause })
+            ))))
+      }
       if (ok) p.answered(box)
       else p.resume(Exit.fail(remoteError(p.command, p.name, box)))
     }

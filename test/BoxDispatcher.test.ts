@@ -18,7 +18,12 @@ import * as AmpBox from "../src/AmpBox.js"
 import * as Argument from "../src/Argument.js"
 import * as BoxCodec from "../src/BoxCodec.js"
 import * as Command from "../src/Command.js"
+import * as BinaryBoxProtocol from "../src/BinaryBoxProtocol.js"
+import * as BoxDispatcher from "../src/BoxDispatcher.js"
+import * as MemoryTransport from "../src/MemoryTransport.js"
 import * as ProtocolSwitch from "../src/ProtocolSwitch.js"
+import * as StartTls from "../src/StartTls.js"
+import type { Transport } from "../src/Transport.js"
 import * as Responders from "../src/Responders.js"
 import { ampPair } from "./support/ampPair.js"
 
@@ -440,6 +445,23 @@ describe("BoxDispatcher", () => {
       yield* Effect.repeatN(Effect.yieldNow(), 50)
       expect(closed.unsafePoll()).not.toBeNull()
       expect((yield* Fiber.join(call))._tag).toBe("ConnectionLost")
+    }))
+
+  it.scopedLive("a transport whose startTls throws (a bug) fails the StartTLS call instead of leaving it waiting", () =>
+    Effect.gen(function*() {
+      const [clientEnd, serverEnd] = yield* MemoryTransport.makePair()
+      const broken: Transport = Object.assign(Object.create(Object.getPrototypeOf(clientEnd.transport)), clientEnd.transport, {
+        startTls: () => {
+          throw new Error("startTls exploded")
+        },
+        canStartTls: true
+      })
+      const client = yield* BoxDispatcher.make(yield* BinaryBoxProtocol.make(broken), Responders.make())
+      const server = Responders.make(StartTls.respond(() => Effect.succeed({})))
+      yield* BoxDispatcher.make(yield* BinaryBoxProtocol.make(serverEnd.transport), server)
+      const error = yield* Effect.flip(client.startTls().pipe(Effect.timeout("5 seconds")))
+      expect(error).toMatchObject({ _tag: "ConnectionLost", reason: "error" })
+      expect(error.message).toContain("startTls exploded")
     }))
 
   it.scopedLive("closing a connection's scope interrupts its running responders", () =>
