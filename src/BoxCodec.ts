@@ -198,6 +198,11 @@ const gatherAlloc = (n: number): Uint8Array => {
   return new Uint8Array(slab.buffer, slab.byteOffset + at, n)
 }
 
+/**
+ * `piece` (holding `fill` bytes) grown to `n` bytes: in place when it is the
+ * last piece carved from the slab and the slab has room (a gathering box is
+ * usually the only one carving), else a fresh piece with the bytes copied.
+ */
 const gatherGrow = (piece: Uint8Array, fill: number, n: number): Uint8Array => {
   const extra = n - piece.length
   const { slab, at } = gatherPool
