@@ -187,8 +187,6 @@ class SlabPool {
  */
 const gatherPool = new SlabPool(1024 * 1024)
 
-/** The slabs of every {@link BoxWriter} made without `slabBytes`. */
-const sharedWritePool = new SlabPool(16 * 1024)
 const SLAB_PIECE_MAX = gatherPool.slabBytes / 4
 const gatherAlloc = (n: number): Uint8Array => {
   if (n > SLAB_PIECE_MAX) return allocUnsafe(n)
@@ -714,6 +712,9 @@ export class BoxEncoder {
     return last
   }
 }
+
+/** The slabs of every {@link BoxWriter} made without `slabBytes`. */
+const sharedWritePool = new SlabPool(16 * 1024)
 
 /** What {@link BoxWriter} accepts. */
 export interface BoxWriterOptions {
