@@ -264,6 +264,15 @@ const sweeperFor = (clock: Clock.Clock, millis: number): Sweeper => {
   return sweeper
 }
 
+/** Boxes held back while our StartTLS waits for its answer. */
+interface Held {
+  readonly boxes: Array<AmpBox>
+  /** Their encoded bytes: past `maxBatchBytes`, senders wait for the handshake as they would for the socket. */
+  bytes: number
+  /** Completed when they are released (sent on TLS, or in plaintext when the StartTLS failed). */
+  released: Deferred.Deferred<void> | undefined
+}
+
 /**
  * A box protocol over `transport`. Closing `scope`'s owner closes the
  * connection, stops the reader and drops queued boxes.
@@ -289,13 +298,15 @@ export const make = (
     const writer = new BoxWriter()
     let flushScheduled = false
     let blocked = false
-    let locked = false
-    let switched = false
+    /**
+     * Who the connection belongs to: AMP (`open`); nobody while our switch request waits for
+     * its answer (`asked`: the bytes after it may be the new protocol's); the new protocol
+     * (`handedOver`: the transport is no longer ours to write to or close).
+     */
+    let owner: "open" | "asked" | "handedOver" = "open"
     let endReason: End | undefined
-    let tlsHeld: Array<AmpBox> | undefined
-    /** Bytes of `tlsHeld`: past `maxBatchBytes`, senders wait for the handshake as they would for the socket. */
-    let heldBytes = 0
-    let heldReleased: Deferred.Deferred<void> | undefined
+    /** Our boxes held back while our StartTLS waits for its answer; undefined when none are. */
+    let held: Held | undefined
     let tlsStarted = false
 
     // Everything handed to `sendBox` is written, even once the end is known: a close we start
@@ -326,11 +337,11 @@ export const make = (
     }
 
     const unsafeSendBox = (box: AmpBox): void => {
-      if (locked || switched) throw new ProtocolSwitched({})
+      if (owner !== "open") throw new ProtocolSwitched({})
       if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
-      if (tlsHeld !== undefined) {
-        heldBytes += encodedLength(box)
-        tlsHeld.push(box)
+      if (held !== undefined) {
+        held.bytes += encodedLength(box)
+        held.boxes.push(box)
       } else {
         enqueue(box)
       }
@@ -338,28 +349,26 @@ export const make = (
       if (trace !== undefined) trace("sent", box)
     }
 
-    const heldFull = (): boolean => tlsHeld !== undefined && heldBytes >= maxBatchBytes
+    const heldFull = (): boolean => held !== undefined && held.bytes >= maxBatchBytes
     const isBlocked = (): boolean => blocked || heldFull()
 
     const transportWritable = Effect.tap(Effect.suspend(() => transport.writable), () => Effect.sync(() => (blocked = false)))
     const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() => {
       if (heldFull()) {
-        heldReleased ??= Deferred.unsafeMake(FiberId.none)
-        return Effect.zipRight(Deferred.await(heldReleased), writable)
+        const h = held!
+        h.released ??= Deferred.unsafeMake(FiberId.none)
+        return Effect.zipRight(Deferred.await(h.released), writable)
       }
       return blocked ? transportWritable : Effect.void
     })
 
     /** Sends the boxes held while a StartTLS was pending (on TLS, or in plaintext when it failed). */
     const releaseHeld = (send: boolean): void => {
-      const held = tlsHeld
-      tlsHeld = undefined
-      heldBytes = 0
-      if (send && held !== undefined) for (const b of held) enqueue(b)
-      if (heldReleased !== undefined) {
-        Deferred.unsafeDone(heldReleased, Exit.void)
-        heldReleased = undefined
-      }
+      const h = held
+      held = undefined
+      if (h === undefined) return
+      if (send) for (const b of h.boxes) enqueue(b)
+      if (h.released !== undefined) Deferred.unsafeDone(h.released, Exit.void)
     }
 
     /** `unsafeSendBox` as an Effect; a throw other than its documented refusals is a defect. */
@@ -457,7 +466,7 @@ export const make = (
               if (trace !== undefined) trace("received", box)
               const hold = r.ampBoxReceived(box)
               if (hold !== undefined) return Effect.flatMap(inline ? untilEnd(hold) : hold, () => goOn(chunks, next))
-              if (switched || endReason !== undefined) return Effect.void
+              if (owner === "handedOver" || endReason !== undefined) return Effect.void
             }
             if (next === chunks.length) break
             const bytes = chunks[next++]!
@@ -486,7 +495,7 @@ export const make = (
           return goOn(chunks, next)
         }
         const goOn = (chunks: ReadonlyArray<Uint8Array>, next: number): Effect.Effect<void> =>
-          switched || endReason !== undefined ? Effect.void : work(chunks, next, true)
+          owner === "handedOver" || endReason !== undefined ? Effect.void : work(chunks, next, true)
         const received = (pulled: Either.Either<ReadonlyArray<Uint8Array> | undefined, ReadError>): Effect.Effect<void> => {
           if (pulled._tag === "Left") return Effect.sync(() => finish(pulled.left))
           if (pulled.right === undefined) {
@@ -567,15 +576,14 @@ export const make = (
      */
     const switchFailed = (e: TransportUnsupported): Effect.Effect<void> =>
       Effect.suspend(() => {
-        switched = false
-        locked = false
+        owner = "open"
         return closeWith(new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e }))
       })
 
     const boundary: Boundary = {
       prepareTls: () => {
-        if (tlsStarted || tlsHeld !== undefined) throw new OnlyOneTLS({})
-        tlsHeld = []
+        if (tlsStarted || held !== undefined) throw new OnlyOneTLS({})
+        held = { boxes: [], bytes: 0, released: undefined }
       },
       startTls: (tlsOptions) =>
         Effect.suspend(() => {
@@ -588,24 +596,23 @@ export const make = (
           const leftover = decoder.takeLeftover()
           return Effect.tap(transport.startTls(tlsOptions, leftover), () => Effect.sync(() => releaseHeld(true)))
         }),
-      cancelTls: () => releaseHeld(endReason === undefined && !locked),
+      cancelTls: () => releaseHeld(endReason === undefined && owner === "open"),
       lockForSwitch: () => {
-        if (switched) throw new ProtocolSwitched({ detail: "protocol already switched" })
-        locked = true
+        if (owner === "handedOver") throw new ProtocolSwitched({ detail: "protocol already switched" })
+        owner = "asked"
       },
       unlockFromSwitch: () => {
-        if (!switched) locked = false
+        if (owner === "asked") owner = "open"
       },
       switchTo: Effect.suspend((): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> => {
-        if (switched) return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+        if (owner === "handedOver") return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
         const detach = transport.detach
         if (detach === undefined) {
           const unsupported = new TransportUnsupported({ operation: "detach", transport: transport.info().kind })
           return Effect.zipRight(switchFailed(unsupported), Effect.fail(unsupported))
         }
         flush()
-        switched = true
-        locked = true
+        owner = "handedOver"
         const leftover = decoder.takeLeftover()
         return detach(leftover).pipe(
           Effect.tapBoth({
@@ -614,7 +621,7 @@ export const make = (
           })
         )
       }),
-      isTlsActive: () => tlsStarted || tlsHeld !== undefined,
+      isTlsActive: () => tlsStarted || held !== undefined,
       canStartTls: transport.canStartTls === true
     }
 
@@ -622,7 +629,7 @@ export const make = (
       Effect.suspend(() => {
         flush()
         finish(reason)
-        return switched ? Effect.void : transport.close
+        return owner === "handedOver" ? Effect.void : transport.close
       })
     // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
     const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
@@ -631,7 +638,7 @@ export const make = (
     yield* Scope.addFinalizer(
       scope,
       Effect.gen(function*() {
-        if (!switched) {
+        if (owner !== "handedOver") {
           flush()
           yield* transport.close
         }

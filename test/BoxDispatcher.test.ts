@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -396,6 +397,21 @@ describe("BoxDispatcher", () => {
       const { client } = yield* ampPair({ server: Responders.make(refuse, Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))) })
       const error = yield* Effect.flip(client.switchProtocol(SwitchRefused, {}))
       expect(error).toBeInstanceOf(Mapped)
+      expect(yield* client.callRemote(Sum, { a: 1n, b: 1n })).toEqual({ total: 2n })
+    }))
+
+  it.scopedLive("while our switch waits for its answer, nothing else is sent: a call fails with ProtocolSwitched", () =>
+    Effect.gen(function*() {
+      const SlowSwitch = ProtocolSwitch.make("SlowSwitch", { errors: { REFUSED: Mapped } })
+      const gate = yield* Deferred.make<void>()
+      const slow = ProtocolSwitch.respond(SlowSwitch, () => Effect.zipRight(Deferred.await(gate), Effect.fail(new Mapped({ description: "no" }))))
+      const { client } = yield* ampPair({ server: Responders.make(slow, Responders.respond(Sum, ({ a, b }) => Effect.succeed({ total: a + b }))) })
+      const switching = yield* Effect.fork(Effect.flip(client.switchProtocol(SlowSwitch, {})))
+      yield* Effect.sleep("20 millis")
+      const during = yield* Effect.flip(client.callRemote(Sum, { a: 1n, b: 1n }))
+      expect(during._tag).toBe("ProtocolSwitched")
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(switching)).toBeInstanceOf(Mapped)
       expect(yield* client.callRemote(Sum, { a: 1n, b: 1n })).toEqual({ total: 2n })
     }))
 
