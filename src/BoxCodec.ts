@@ -750,9 +750,9 @@ export interface BoxWriterOptions {
  * is replaced by a fresh one. The slabs are shared by every writer unless
  * `slabBytes` is given: one per connection would cost each idle connection
  * a whole slab (64 KiB each, measured with 1000 connections making a call
- * a second). A value of `largeValueBytes` or more
- * is not copied: `take` returns that value itself as a chunk, between the
- * chunks holding the bytes around it. So do not change a value's bytes until
+ * a second). A value of `largeValueBytes` or more is not copied: `take`
+ * returns that value itself as a chunk, between the chunks holding the
+ * bytes around it. So do not change a value's bytes until
  * the chunks are written (boxes are meant to be immutable anyway).
  *
  * Chunks are views of memory the writer never touches again once taken: they
