@@ -52,6 +52,7 @@ import type { ConnectionEnded } from "./AmpError.js"
 import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
 import type { DescriptorChannel } from "./internal/descriptors.js"
+import { fastPathOf, pump } from "./internal/transportFastPath.js"
 import { lazyField } from "./internal/lazyField.js"
 import { Once } from "./internal/once.js"
 
@@ -285,6 +286,9 @@ export const make = (
 ): Effect.Effect<BinaryBoxProtocol, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
+    // Our transports' internal fast path; a transport of the user's gets a queue in front of its `write`.
+    const fast = fastPathOf(transport) ?? (yield* pump(transport))
+    const closeTransport = fast.close ?? transport.close
     const decoder = new BoxDecoder(options)
     const trace = options?.trace
     const maxBatchBytes = options?.maxBatchBytes ?? 256 * 1024
@@ -318,10 +322,10 @@ export const make = (
       metrics?.sent(writer.size)
       const chunks = writer.take()
       const ok = chunks.length === 1
-        ? transport.write(chunks[0]!)
-        : transport.writev !== undefined
-        ? transport.writev(chunks)
-        : chunks.reduce((ok, c) => transport.write(c) && ok, true)
+        ? fast.offer(chunks[0]!)
+        : fast.offerv !== undefined
+        ? fast.offerv(chunks)
+        : chunks.reduce((ok, c) => fast.offer(c) && ok, true)
       if (!ok) blocked = true
     }
 
@@ -352,7 +356,7 @@ export const make = (
     const heldFull = (): boolean => held !== undefined && held.bytes >= maxBatchBytes
     const isBlocked = (): boolean => blocked || heldFull()
 
-    const transportWritable = Effect.tap(Effect.suspend(() => transport.writable), () => Effect.sync(() => (blocked = false)))
+    const transportWritable = Effect.tap(Effect.suspend(() => fast.writable), () => Effect.sync(() => (blocked = false)))
     const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() => {
       if (heldFull()) {
         const h = held!
@@ -413,7 +417,7 @@ export const make = (
         const reason = new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset })
         flush()
         finish(reason)
-        return transport.close
+        return closeTransport
       }
     }
 
@@ -422,7 +426,7 @@ export const make = (
       if (!isDecodeError(e)) throw e // a bug in the decoder: a defect, reported by the reader's catch-all
       flush()
       finish(e)
-      return transport.close
+      return closeTransport
     }
 
     /**
@@ -514,8 +518,8 @@ export const make = (
         }
         // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
         let read: Effect.Effect<void>
-        if (transport.takeChunks !== undefined) {
-          read = Effect.flatMap(Effect.either(transport.takeChunks), received)
+        if (fast.takeChunks !== undefined) {
+          read = Effect.flatMap(Effect.either(fast.takeChunks), received)
           return read
         }
         return Effect.flatMap(Scope.extend(Stream.toPull(transport.incoming), scope), (pull) => {
@@ -629,7 +633,7 @@ export const make = (
       Effect.suspend(() => {
         flush()
         finish(reason)
-        return owner === "handedOver" ? Effect.void : transport.close
+        return owner === "handedOver" ? Effect.void : closeTransport
       })
     // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
     const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
@@ -640,7 +644,7 @@ export const make = (
       Effect.gen(function*() {
         if (owner !== "handedOver") {
           flush()
-          yield* transport.close
+          yield* closeTransport
         }
         if (readerFiber !== undefined) yield* Fiber.interrupt(readerFiber)
         if (endReason === undefined) finish(new ConnectionLost({ reason: "closed by us" }))
@@ -659,7 +663,7 @@ export const make = (
       close,
       closeWith,
       info: () => transport.info(),
-      descriptors: transport.descriptors,
+      descriptors: fast.descriptors,
       boundary
     }, makeBoxes)
     return protocol

@@ -12,6 +12,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ConnectionLost } from "./AmpError.js"
 import type { ConnectionInfo, RawConnection, Transport } from "./Transport.js"
+import { type FastPath, withFastPath, writeThrough } from "./internal/transportFastPath.js"
 
 /** How bytes written on one end are cut into chunks on the other. */
 export type Chunking =
@@ -159,14 +160,17 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [End, En
         }
       }
       const close = Effect.sync(() => shut(self, peer, Exit.void, Exit.void))
-      const transport: Transport = {
-        incoming: Stream.suspend(() => Mailbox.toStream(self.inbox)).pipe(Stream.tap((c) => Effect.sync(() => pulled(c)))),
-        write: deliver,
+      const fast: FastPath = {
+        offer: deliver,
         writable: Effect.async<void, ConnectionLost>((resume) => {
           if (self.ended || peer.ended) return resume(Effect.fail(new ConnectionLost({ reason: "closed" })))
           if (peer.inFlight <= highWaterMark) return resume(Effect.void)
           self.waiters.push(() => resume(Effect.void))
-        }),
+        })
+      }
+      const transport: Transport = withFastPath({
+        incoming: Stream.suspend(() => Mailbox.toStream(self.inbox)).pipe(Stream.tap((c) => Effect.sync(() => pulled(c)))),
+        write: writeThrough(fast),
         close,
         detach: (leftover) =>
           Effect.gen(function*() {
@@ -188,7 +192,7 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [End, En
             return connection
           }),
         info
-      }
+      }, fast)
       const control: Control = {
         close,
         fail: (detail) =>

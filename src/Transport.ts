@@ -2,14 +2,19 @@
  * The byte pipe under an AMP connection.
  *
  * A `Transport` is what `BinaryBoxProtocol` needs from a connection and nothing
- * more: bytes in as a `Stream`, bytes out, a graceful close and what is known
- * of the two ends. Two capabilities are optional, declared by being there:
+ * more: bytes in as a `Stream`, bytes out as an Effect that waits while the
+ * peer is not reading, a graceful close and what is known of the two ends.
+ * Two capabilities are optional, declared by being there:
  * upgrading to TLS in place (`startTls`) and handing the raw connection to
  * another protocol (`detach`). Where one is absent, StartTLS or a protocol
  * switch fails with `TransportUnsupported` naming the transport's kind.
  *
  * Implementations: the in-memory pair (`MemoryTransport`, for tests, runs
- * anywhere) and the Node sockets under `effect-amp/node`.
+ * anywhere), the Node sockets under `effect-amp/node` and `@effect/platform`
+ * sockets under `effect-amp/platform`. Ours also carry an internal fast path
+ * (a write that never suspends, several chunks per system call, every waiting
+ * chunk in one pull, descriptor passing); a transport of your own needs only
+ * this interface, and the box protocol queues its boxes for it.
  *
  * @since 0.1.0
  */
@@ -17,7 +22,6 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
 import type { ConnectionLost, OnlyOneTLS, PeerVerifyError, TlsError, TransportUnsupported } from "./AmpError.js"
-import type { DescriptorChannel } from "./internal/descriptors.js"
 
 /** What is known about the two ends of a connection. */
 export interface ConnectionInfo {
@@ -105,28 +109,14 @@ export interface TlsUpgrade {
 export interface Transport {
   readonly incoming: Stream.Stream<Uint8Array, ConnectionLost | TlsError | PeerVerifyError>
   /**
-   * Optional fast path to the same bytes as `incoming`: every chunk that is
-   * waiting (at least one), or `undefined` at a clean end. The box protocol
-   * prefers it: pulling a `Stream` costs a channel step per chunk, which
-   * shows in the latency of small calls.
+   * Sends bytes to the peer, in order. Completes once they are queued and the
+   * bytes buffered in the transport are under its high-water mark, so a writer
+   * that waits for each write is held back by a peer that does not read. Fails
+   * with `ConnectionLost` once the connection has gone; bytes written after
+   * our own close are dropped.
    */
-  readonly takeChunks?: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ConnectionLost | TlsError | PeerVerifyError>
-  /**
-   * Queue bytes for the peer; never blocks. Returns `false` once the bytes
-   * buffered in the transport pass its high-water mark: the writer should then
-   * wait for `writable` before writing more. Bytes written after the end are
-   * dropped (the end is reported by `incoming`).
-   */
-  readonly write: (bytes: Uint8Array) => boolean
-  /**
-   * Optional: `write` for several byte strings at once, in order, as one
-   * system call where the transport can (a large value goes out from its own
-   * memory instead of being copied behind the box's header). Same return.
-   */
-  readonly writev?: (chunks: ReadonlyArray<Uint8Array>) => boolean
-  /** Completes when the buffered bytes are back under the high-water mark. */
-  readonly writable: Effect.Effect<void, ConnectionLost>
-  /** Ends our side gracefully, then tears the connection down after a bounded wait. Idempotent. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, ConnectionLost>
+  /** Ends our side gracefully (after what was written), then tears the connection down after a bounded wait. Idempotent. */
   readonly close: Effect.Effect<void>
   /**
    * Capability: starts TLS on this connection. `leftover` holds bytes already
@@ -155,12 +145,6 @@ export interface Transport {
    */
   readonly canStartTls?: boolean
   readonly info: () => ConnectionInfo
-  /**
-   * Optional capability: file descriptors beside the bytes (SCM_RIGHTS on a
-   * UNIX socket), for `Argument.Descriptor`. Internal bookkeeping; see
-   * `UnixDescriptorTransport`.
-   */
-  readonly descriptors?: DescriptorChannel
 }
 
 /**

@@ -179,7 +179,7 @@ describe("with metrics on", () => {
       const waiting = yield* Effect.fork(Effect.flip(client.callRemote(Slow, { millis: 60_000 })))
       yield* once(gauge(AmpMetrics.callsInFlightFor("server")), running + 1)
       // An answer to a tag never asked: the client drops the connection with MalformedAmpBox.
-      serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.fromEntries([["_answer", "ffff"]])))
+      yield* serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.fromEntries([["_answer", "ffff"]])))
       expect((yield* Fiber.join(waiting))._tag).toBe("MalformedAmpBox")
       expect(yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "connection_lost"))).toBe(before + 1)
       expect(yield* count(AmpMetrics.clientCallsFor("MetricsSlow", "other"))).toBe(0)

@@ -50,7 +50,7 @@ describe("BinaryBoxProtocol", () => {
       const pb = yield* BinaryBoxProtocol.make(b.transport)
       const good = BoxCodec.encodeBox(sum("1"))
       const bad = new Uint8Array([...good, 0x01, 0x00, 0x41])
-      a.transport.write(bad)
+      yield* a.transport.write(bad)
       const result = yield* Effect.either(pb.boxes.pipe(Stream.runCollect))
       const ended = yield* pb.ended
       expect(ended).toMatchObject({ _tag: "LengthLimitExceeded", length: 256, offset: good.length })

@@ -351,14 +351,14 @@ describe("BoxDispatcher", () => {
   it.scoped("a box that is neither command, answer nor error ends the connection (NoEmptyBoxes)", () =>
     Effect.gen(function*() {
       const { server: s, clientEnd } = yield* ampPair({ server })
-      clientEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ hello: "world" })))
+      yield* clientEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ hello: "world" })))
       expect(yield* s.ended).toMatchObject({ _tag: "NoEmptyBoxes", keys: ["hello"] })
     }))
 
   it.scoped("an answer for a tag never asked ends the connection; a forgotten one does not", () =>
     Effect.gen(function*() {
       const { client, serverEnd } = yield* ampPair({ server })
-      serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ _answer: "ff", total: "1" })))
+      yield* serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ _answer: "ff", total: "1" })))
       expect((yield* client.ended)._tag).toBe("MalformedAmpBox")
     }))
 
@@ -367,7 +367,7 @@ describe("BoxDispatcher", () => {
       const { client, serverEnd } = yield* ampPair({ server: Responders.make(Responders.respond(Sum, () => Effect.never)) })
       const fiber = yield* Effect.fork(client.callRemote(Sum, { a: 1n, b: 2n }))
       yield* Effect.sleep("5 millis")
-      serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ _answer: "1", total: "three" })))
+      yield* serverEnd.transport.write(BoxCodec.encodeBox(AmpBox.make({ _answer: "1", total: "three" })))
       const error = yield* Effect.flip(Fiber.join(fiber))
       expect(error).toMatchObject({ _tag: "MalformedAmpBox", command: "Sum" })
     }))

@@ -46,8 +46,8 @@ describe("hostile byte streams", () => {
           ].filter(([k, v]) => k !== "_command" || v !== "") as Array<readonly [string, string]>)
         )))
         for (const [at, byte] of mutations) if (bytes.length > 0) bytes[at % bytes.length] = byte
-        clientEnd.transport.write(bytes)
-        clientEnd.transport.write(tail)
+        yield* Effect.ignore(clientEnd.transport.write(bytes))
+        yield* Effect.ignore(clientEnd.transport.write(tail))
         yield* clientEnd.control.close
         const ended = yield* s.ended.pipe(Effect.timeout("2 seconds"))
         expect(typedEnds.has(ended._tag)).toBe(true)

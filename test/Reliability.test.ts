@@ -19,6 +19,7 @@ import * as Command from "../src/Command.js"
 import * as Demo from "../src/cli/Demo.js"
 import * as MemoryTransport from "../src/MemoryTransport.js"
 import * as Responders from "../src/Responders.js"
+import { fastPathOf } from "../src/internal/transportFastPath.js"
 
 const Slow = Command.make("Slow", { arguments: { millis: Argument.IntegerNumber }, response: { millis: Argument.IntegerNumber } })
 const Throws = Command.make("Throws", {})
@@ -74,7 +75,7 @@ describe("a close writes what was sent first", () => {
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
       const asks = Array.from({ length: 100 }, (_, i) => ask("Sum", i + 1, { a: String(i), b: "1" }))
-      s.peer.transport.write(concat([...asks, new Uint8Array([0x01, 0x00, 0x61])]))
+      yield* s.peer.transport.write(concat([...asks, new Uint8Array([0x01, 0x00, 0x61])]))
       expect((yield* s.protocol.ended)._tag).toBe("LengthLimitExceeded")
       yield* turns
       const answers = s.written()
@@ -85,7 +86,7 @@ describe("a close writes what was sent first", () => {
   it.scoped("an UNHANDLED answer before garbage is written before the close", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(concat([ask("StartTLS", 1), new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00])]))
+      yield* s.peer.transport.write(concat([ask("StartTLS", 1), new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00])]))
       yield* s.protocol.ended
       yield* turns
       const [answer] = s.written()
@@ -95,7 +96,7 @@ describe("a close writes what was sent first", () => {
   it.scoped("an ask, then a box that is neither command nor answer: the answer goes out before the close", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(concat([ask("Sum", 1, { a: "1", b: "2" }), BoxCodec.encodeBox(AmpBox.fromEntries([["x", "y"]]))]))
+      yield* s.peer.transport.write(concat([ask("Sum", 1, { a: "1", b: "2" }), BoxCodec.encodeBox(AmpBox.fromEntries([["x", "y"]]))]))
       expect((yield* s.protocol.ended)._tag).toBe("NoEmptyBoxes")
       yield* turns
       expect(s.written().map((b) => b.getText("total"))).toEqual(["3"])
@@ -106,7 +107,7 @@ describe("no silent drops", () => {
   it.scoped("an answer over the value limit reaches the caller as UNKNOWN naming the field and the limit; the connection ends", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(ask("Sum", 1, { a: "9".repeat(65535), b: "1" }))
+      yield* s.peer.transport.write(ask("Sum", 1, { a: "9".repeat(65535), b: "1" }))
       expect((yield* s.protocol.ended.pipe(Effect.timeout("2 seconds")))._tag).toBe("ConnectionLost")
       yield* turns
       const [error] = s.written()
@@ -120,7 +121,7 @@ describe("no silent drops", () => {
   it.scoped("a responder that throws is answered UNKNOWN, and the connection ends", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(ask("Throws", 1))
+      yield* s.peer.transport.write(ask("Throws", 1))
       yield* s.protocol.ended.pipe(Effect.timeout("2 seconds"))
       yield* turns
       expect(s.written().map((b) => b.getText("_error_code"))).toEqual(["UNKNOWN"])
@@ -129,7 +130,7 @@ describe("no silent drops", () => {
   it.scoped("a mapped error whose description is over the value limit goes out cut at a character boundary", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(ask("Verbose", 1))
+      yield* s.peer.transport.write(ask("Verbose", 1))
       yield* turns
       const [error] = s.written()
       expect(error?.getText("_error_code")).toBe("WORDY")
@@ -145,7 +146,9 @@ describe("write backpressure reaches the reader", () => {
       const s = yield* serverWithRawPeer({ highWaterMark }, { maxBatchBytes })
       const text = "x".repeat(4000)
       const n = 2000
-      for (let i = 1; i <= n; i++) s.peer.transport.write(ask("Echo", i, { text }))
+      // Offered without waiting: the peer's own write would (rightly) wait for the server to read.
+      const peer = fastPathOf(s.peer.transport)!
+      for (let i = 1; i <= n; i++) peer.offer(ask("Echo", i, { text }))
       yield* turns
       // Unread answers: the mark, one batch and one answer at most (today's main: all 2000, 8 MB).
       expect(s.peer.control.backlog()).toBeLessThanOrEqual(highWaterMark + maxBatchBytes + 4100)
@@ -194,10 +197,10 @@ describe("partial boxes time out", () => {
       const s = yield* serverWithRawPeer(undefined, { partialBoxTimeout: "10 seconds" })
       const box = ask("Sum", 1, { a: "1", b: "2" })
       const ended = yield* Effect.fork(s.protocol.ended)
-      s.peer.transport.write(box.subarray(0, 5))
+      yield* s.peer.transport.write(box.subarray(0, 5))
       yield* turns
       yield* TestClock.adjust("6 seconds")
-      s.peer.transport.write(box.subarray(5, 7))
+      yield* s.peer.transport.write(box.subarray(5, 7))
       yield* turns
       yield* TestClock.adjust("3 seconds")
       yield* turns
@@ -212,19 +215,19 @@ describe("partial boxes time out", () => {
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer(undefined, { partialBoxTimeout: "10 seconds" })
       const box = ask("Sum", 1, { a: "1", b: "2" })
-      s.peer.transport.write(box.subarray(0, 5))
+      yield* s.peer.transport.write(box.subarray(0, 5))
       for (let i = 0; i < 5; i++) {
         yield* turns
         yield* TestClock.adjust("8 seconds")
         // The rest of this box and the start of the next, in one read.
-        s.peer.transport.write(concat([box.subarray(5), box.subarray(0, 5)]))
+        yield* s.peer.transport.write(concat([box.subarray(5), box.subarray(0, 5)]))
       }
       yield* turns
-      s.peer.transport.write(box.subarray(5))
+      yield* s.peer.transport.write(box.subarray(5))
       yield* turns
       expect(s.written().length).toBe(6)
       yield* TestClock.adjust("60 seconds")
-      s.peer.transport.write(box)
+      yield* s.peer.transport.write(box)
       yield* turns
       expect(s.written().length).toBe(7)
     }))
@@ -234,11 +237,11 @@ describe("drain", () => {
   it.scoped("running responders finish and answer; a command arriving after the drain starts is not dispatched", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(concat([ask("Slow", 1, { millis: "1000" }), ask("Slow", 2, { millis: "500" })]))
+      yield* s.peer.transport.write(concat([ask("Slow", 1, { millis: "1000" }), ask("Slow", 2, { millis: "500" })]))
       yield* turns
       const draining = yield* Effect.fork(s.amp.drain("5 seconds"))
       yield* turns
-      s.peer.transport.write(ask("Sum", 3, { a: "1", b: "2" }))
+      yield* s.peer.transport.write(ask("Sum", 3, { a: "1", b: "2" }))
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(draining)
       yield* turns
@@ -249,7 +252,7 @@ describe("drain", () => {
   it.scoped("at the deadline, what still runs is answered UNKNOWN saying the server shut down, and interrupted", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer()
-      s.peer.transport.write(concat([ask("Slow", 1, { millis: "100" }), ask("Slow", 2, { millis: "60000" })]))
+      yield* s.peer.transport.write(concat([ask("Slow", 1, { millis: "100" }), ask("Slow", 2, { millis: "60000" })]))
       yield* turns
       const draining = yield* Effect.fork(s.amp.drain("2 seconds"))
       yield* TestClock.adjust("2 seconds")

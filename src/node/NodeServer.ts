@@ -233,7 +233,7 @@ interface Live {
  *
  * @example
  * const server = yield* NodeServer.listen({ _tag: "tcp", host: "127.0.0.1", port: 0 }, (transport) =>
- *   transport.incoming.pipe(Stream.runForEach((bytes) => Effect.sync(() => transport.write(bytes)))))
+ *   transport.incoming.pipe(Stream.runForEach(transport.write)))
  *
  * @since 0.1.0
  */

@@ -45,6 +45,7 @@ import type {
 import { concatBytes } from "../internal/bytes.js"
 import { lazyField } from "../internal/lazyField.js"
 import { Once } from "../internal/once.js"
+import { type FastPath, withFastPath, writeThrough } from "../internal/transportFastPath.js"
 
 /** Transports whose `incoming` is made on first read (see internal/lazyField). */
 const withIncoming = lazyField("incoming")
@@ -798,18 +799,16 @@ const make = (io: Io, options: StreamOptions): Effect.Effect<Transport, never, S
     })
 
     // `incoming` is made when first read: the box protocol takes chunks, and a Stream costs about a kilobyte per connection.
-    const transport: Transport = withIncoming({
-      takeChunks: inbox.take,
-      write,
-      writev,
-      writable,
+    const fast: FastPath = { offer: write, offerv: writev, writable, takeChunks: inbox.take }
+    const transport: Transport = withFastPath(withIncoming({
+      write: writeThrough(fast),
       close,
       // The TLS capability needs a socket; a pair of streams has none.
       ...(io.socket !== undefined ? { startTls } : {}),
       canStartTls: socket !== undefined && phase === "plain",
       detach,
       info
-    }, () => inbox.stream())
+    }, () => inbox.stream()), fast)
     internals.set(transport, () => ({
       detachToDuplex,
       readState: () => ({ ...inbox.size, paused: inbox.isPaused }),

@@ -26,6 +26,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
 import { DESCRIPTOR_FAILURE, type DescriptorChannel } from "../internal/descriptors.js"
+import { type FastPath, fastPathOf, withFastPath } from "../internal/transportFastPath.js"
 import type { Transport, WithTlsAndDetach } from "../Transport.js"
 import { FdSocket } from "./internal/FdSocket.js"
 import { errnoError, fdpass, type FdPass, whyUnavailable } from "./internal/fdpass.js"
@@ -157,7 +158,6 @@ class Channel implements DescriptorChannel {
  */
 export const DEFAULT_MAX_UNCLAIMED = 4096
 
-const channels = new WeakMap<Transport, Channel>()
 
 /**
  * A descriptor-capable transport over a connected UNIX `net.Socket`, which
@@ -190,21 +190,25 @@ export const fromSocket = (socket: net.Socket, options: Options): Effect.Effect<
     yield* Scope.addFinalizer(scope, Effect.sync(() => channel.dispose()))
     const transport = yield* NodeTransport.fromSocket(raw, { kind: "unix", ...options })
     // The capability, and two taps: StartTLS ends descriptor passing; the reader's end closes what nobody claimed.
-    const mutable = transport as { -readonly [K in keyof Transport]: Transport[K] }
-    mutable.descriptors = channel
+    const inner = fastPathOf(transport)!
+    const take = inner.takeChunks
+    const fast: FastPath = {
+      ...inner,
+      descriptors: channel,
+      ...(take === undefined ? {} : {
+        takeChunks: Effect.tapBoth(take, {
+          onFailure: () => Effect.sync(() => channel.dispose()),
+          onSuccess: (chunks) => chunks === undefined ? Effect.sync(() => channel.dispose()) : Effect.void
+        })
+      })
+    }
     const startTls = transport.startTls
+    const mutable = transport as { -readonly [K in keyof Transport]: Transport[K] }
     mutable.startTls = (tlsOptions, leftover) => Effect.suspend(() => {
       channel.tls = true
       return startTls(tlsOptions, leftover)
     })
-    const take = transport.takeChunks
-    if (take !== undefined) {
-      mutable.takeChunks = Effect.tapBoth(take, {
-        onFailure: () => Effect.sync(() => channel.dispose()),
-        onSuccess: (chunks) => chunks === undefined ? Effect.sync(() => channel.dispose()) : Effect.void
-      })
-    }
-    channels.set(transport, channel)
+    withFastPath(transport, fast)
     return transport
   })
 
@@ -214,7 +218,10 @@ export const fromSocket = (socket: net.Socket, options: Options): Effect.Effect<
  *
  * @since 0.1.0
  */
-export const unclaimed = (transport: Transport): number | undefined => channels.get(transport)?.unclaimed
+export const unclaimed = (transport: Transport): number | undefined => {
+  const channel = fastPathOf(transport)?.descriptors
+  return channel instanceof Channel ? channel.unclaimed : undefined
+}
 
 /**
  * A received descriptor tied to the current Scope: closed when the scope

@@ -32,6 +32,7 @@ import {
   local,
   portOf
 } from "./fixtures/support.js"
+import { fastPathOf } from "../../src/internal/transportFastPath.js"
 
 
 /** A socket file whose listener died without removing it. */
@@ -116,7 +117,7 @@ describe("servers", () => {
       const server = yield* NodeServer.listen({ _tag: "unix", path: socketPath }, echo).pipe(Scope.extend(scope))
       expect(fs.lstatSync(socketPath).isSocket()).toBe(true)
       const client = yield* NodeConnect.connectUnix({ path: socketPath })
-      client.write(bytes("ping"))
+      fastPathOf(client)!.offer(bytes("ping"))
       expect(text(yield* readBytes(client, 4))).toBe("ping")
       yield* Scope.close(scope, Exit.void)
       expect(fs.existsSync(socketPath)).toBe(false)
@@ -147,20 +148,20 @@ describe("servers", () => {
           const first = text(yield* readBytes(t, 4))
           if (first === "fail") return yield* Effect.fail("the handler gave up")
           if (first === "die!") return yield* Effect.dieMessage("the handler crashed")
-          t.write(bytes(first))
+          fastPathOf(t)!.offer(bytes(first))
           yield* echo(t)
         }))
       const port = portOf(server)
       const good = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port })
-      good.write(bytes("good"))
+      fastPathOf(good)!.offer(bytes("good"))
       expect(text(yield* readBytes(good, 4))).toBe("good")
       for (const word of ["fail", "die!"]) {
         const bad = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port })
-        bad.write(bytes(word))
+        fastPathOf(bad)!.offer(bytes(word))
         expect(yield* readToEnd(bad)).toHaveLength(0)
       }
       yield* eventually(() => Effect.runSync(server.connections) === 1)
-      good.write(bytes("still here"))
+      fastPathOf(good)!.offer(bytes("still here"))
       expect(text(yield* readBytes(good, 10))).toBe("still here")
       expect(yield* server.connections).toBe(1)
     }))
@@ -173,7 +174,7 @@ describe("servers", () => {
         { concurrency: "unbounded" }
       )
       for (const c of clients) {
-        c.write(bytes("x"))
+        fastPathOf(c)!.offer(bytes("x"))
         yield* readBytes(c, 1)
       }
       expect(yield* server.connections).toBe(3)
@@ -186,10 +187,10 @@ describe("servers", () => {
     Effect.gen(function*() {
       const server = yield* NodeServer.listen(local, echo, { maxConnections: 1 })
       const first = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-      first.write(bytes("1"))
+      fastPathOf(first)!.offer(bytes("1"))
       yield* readBytes(first, 1)
       const second = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-      second.write(bytes("2"))
+      fastPathOf(second)!.offer(bytes("2"))
       const ended = yield* Effect.either(readToEnd(second))
       expect(ended._tag === "Left" || ended.right.length === 0).toBe(true)
       expect(yield* server.connections).toBe(1)

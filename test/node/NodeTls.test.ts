@@ -35,6 +35,7 @@ import {
   local,
   portOf
 } from "./fixtures/support.js"
+import { fastPathOf } from "../../src/internal/transportFastPath.js"
 
 
 /** A server that hands each transport to the test and keeps the connection until the test ends. */
@@ -56,13 +57,13 @@ const dance = (serverOptions: TlsOptions, clientOptions: TlsOptions, afterwards:
       Effect.gen(function*() {
         const request = yield* readBytes(t, 9)
         expect(text(request.subarray(0, 9))).toBe("STARTTLS\n")
-        t.write(bytes("OK\n"))
+        fastPathOf(t)!.offer(bytes("OK\n"))
         const upgrade = yield* t.startTls(serverOptions, request.subarray(9))
         yield* Deferred.succeed(serverSide, { session: yield* upgrade.handshake, transport: t })
         yield* afterwards(t)
       }))
     const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-    client.write(bytes("STARTTLS\n"))
+    fastPathOf(client)!.offer(bytes("STARTTLS\n"))
     const answer = yield* readBytes(client, 3)
     // A server that takes the TLS client role may have sent its ClientHello right behind the answer.
     expect(text(answer.subarray(0, 3))).toBe("OK\n")
@@ -104,7 +105,7 @@ describe("StartTLS", () => {
       expect(clientSession.cipher).toBeTruthy()
       expect(serverSession.authorized).toBe(true)
       expect(serverSession.peerCertificate?.subject.CN).toBe("effect-amp test client")
-      client.write(bytes("secret"))
+      fastPathOf(client)!.offer(bytes("secret"))
       expect(text(yield* readBytes(client, 6))).toBe("secret")
       expect(client.info()).toMatchObject({ kind: "tcp", tls: { authorized: true } })
       expect(serverTransport.info().tls?.authorized).toBe(true)
@@ -121,7 +122,7 @@ describe("StartTLS", () => {
       expect(clientSession.peerCertificate?.subject.CN).toBe("effect-amp test server")
       expect(serverSession.authorized).toBe(false)
       expect(serverSession.peerCertificate).toBeUndefined()
-      client.write(bytes("plain enough"))
+      fastPathOf(client)!.offer(bytes("plain enough"))
       expect(text(yield* readBytes(client, 12))).toBe("plain enough")
     }))
 
@@ -153,11 +154,11 @@ describe("StartTLS", () => {
         }))
       const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
       // The request and, right behind it, the ClientHello, without waiting for an answer.
-      client.write(bytes("STARTTLS\n"))
+      fastPathOf(client)!.offer(bytes("STARTTLS\n"))
       const upgrade = yield* client.startTls({}, new Uint8Array())
       yield* upgrade.handshake
       expect(yield* Deferred.await(leftoverSize)).toBeGreaterThan(100)
-      client.write(bytes("after the hello"))
+      fastPathOf(client)!.offer(bytes("after the hello"))
       expect(text(yield* readBytes(client, 15))).toBe("after the hello")
     }))
 
@@ -194,7 +195,7 @@ describe("StartTLS", () => {
       yield* Effect.all([upgrade.handshake, once(secure, "secureConnect")], { concurrency: "unbounded" })
       secure.write("ping")
       expect(text(yield* readBytes(transport, 4))).toBe("ping")
-      transport.write(bytes("pong"))
+      fastPathOf(transport)!.offer(bytes("pong"))
       expect(yield* plaintext.waitFor(4)).toBe("pong")
     }))
 })
@@ -357,13 +358,13 @@ describe("detach after StartTLS", () => {
   it.scopedLive("the raw connection carries plaintext over the TLS session, leftover first", () =>
     Effect.gen(function*() {
       const { client, serverTransport } = yield* dance({ ...serverTls }, {}, () => Effect.never)
-      client.write(bytes("AMP|NEXT1"))
+      fastPathOf(client)!.offer(bytes("AMP|NEXT1"))
       const first = yield* readBytes(serverTransport, 9)
-      client.write(bytes("NEXT2"))
+      fastPathOf(client)!.offer(bytes("NEXT2"))
       yield* eventually(() => NodeTransport.readState(serverTransport)!.bytes === 5)
       const raw = yield* serverTransport.detach(first.subarray(4))
       expect(raw.info().tls).toBeDefined()
-      client.write(bytes("NEXT3"))
+      fastPathOf(client)!.offer(bytes("NEXT3"))
       const all = yield* readStream(raw.incoming, 15)
       expect(all).toBe("NEXT1NEXT2NEXT3")
       yield* raw.write(bytes("raw reply"))
@@ -373,12 +374,12 @@ describe("detach after StartTLS", () => {
   it.scopedLive("detachToDuplex after StartTLS gives the TLSSocket, with the leftover in front", () =>
     Effect.gen(function*() {
       const { client, serverTransport } = yield* dance({ ...serverTls }, {}, () => Effect.never)
-      client.write(bytes("AMP|tail"))
+      fastPathOf(client)!.offer(bytes("AMP|tail"))
       const first = yield* readBytes(serverTransport, 8)
       const duplex = yield* NodeTransport.detachToDuplex(serverTransport, first.subarray(4))
       expect(duplex).toBeInstanceOf(tls.TLSSocket)
       const received = collect(duplex)
-      client.write(bytes("+more"))
+      fastPathOf(client)!.offer(bytes("+more"))
       expect(yield* received.waitFor(9)).toBe("tail+more")
       duplex.write("back")
       expect(text(yield* readBytes(client, 4))).toBe("back")
@@ -400,7 +401,7 @@ describe("TLS from the first byte", () => {
         peerAddress: server.addressText,
         tls: { authorized: true, peerCertificate: { subject: { CN: "effect-amp test server" } } }
       })
-      client.write(bytes("hello tls"))
+      fastPathOf(client)!.offer(bytes("hello tls"))
       expect(text(yield* readBytes(client, 9))).toBe("hello tls")
       const serverSide = yield* Deferred.await(seen)
       expect(serverSide.info().tls).toMatchObject({ authorized: true, peerCertificate: { subject: { CN: "effect-amp test client" } } })

@@ -11,6 +11,7 @@ import * as Scope from "effect/Scope"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
 import * as Stdio from "../../src/node/Stdio.js"
 import { bytes, collect, readBytes, readStream, readToEnd, text } from "./fixtures/support.js"
+import { fastPathOf } from "../../src/internal/transportFastPath.js"
 
 const fixture = (name: string) => path.join(import.meta.dirname, "fixtures", name)
 
@@ -24,12 +25,12 @@ describe("Stdio.transport", () => {
       expect(transport.info()).toEqual({ kind: "stdio" })
       input.write("from the parent")
       expect(text(yield* readBytes(transport, 15))).toBe("from the parent")
-      transport.write(bytes("to the parent"))
+      fastPathOf(transport)!.offer(bytes("to the parent"))
       expect(yield* written.waitFor(13)).toBe("to the parent")
       // A pair of streams has no TLS capability (the box protocol refuses StartTLS with TransportUnsupported).
       expect(transport.startTls).toBeUndefined()
       input.end()
-      expect(yield* transport.takeChunks!).toBeUndefined()
+      expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
     }))
 
   it.scoped("close ends the output and lets go of the input without destroying it", () =>
@@ -38,12 +39,12 @@ describe("Stdio.transport", () => {
       const output = new PassThrough()
       const written = collect(output)
       const transport = yield* Stdio.transport(input, output)
-      transport.write(bytes("bye"))
+      fastPathOf(transport)!.offer(bytes("bye"))
       yield* transport.close
       expect(yield* written.waitFor(100)).toBe("bye")
       expect(written.ended()).toBe(true)
       expect(input.destroyed).toBe(false)
-      expect(yield* transport.takeChunks!).toBeUndefined()
+      expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
     }))
 
   it.scoped("detach hands over the leftover, then the buffered bytes, then later ones", () =>
@@ -71,8 +72,8 @@ describe("Stdio.spawn", () => {
       const child = yield* Stdio.spawn(process.execPath, [fixture("echo.mjs")])
       expect(child.transport.info()).toEqual({ kind: "child", peerAddress: `child:${child.process.pid}` })
       const payload = Buffer.alloc(200_000, 0x7a)
-      child.transport.write(bytes("hello child;"))
-      child.transport.write(payload)
+      fastPathOf(child.transport)!.offer(bytes("hello child;"))
+      fastPathOf(child.transport)!.offer(payload)
       const back = yield* readBytes(child.transport, 12 + payload.length)
       expect(text(back.subarray(0, 12))).toBe("hello child;")
       expect(back.length).toBe(12 + payload.length)
@@ -83,7 +84,7 @@ describe("Stdio.spawn", () => {
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const child = yield* Stdio.spawn(process.execPath, [fixture("echo.mjs")]).pipe(Scope.extend(scope))
-      child.transport.write(bytes("x"))
+      fastPathOf(child.transport)!.offer(bytes("x"))
       yield* readBytes(child.transport, 1)
       yield* Scope.close(scope, Exit.void)
       expect(child.process.exitCode).toBe(0)
