@@ -12,11 +12,14 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import { ListenError } from "../AmpError.js"
 import type { TlsOptions, WithTlsAndDetach } from "../Transport.js"
@@ -198,6 +201,9 @@ const clearStaleSocket = (path: string): Effect.Effect<void, ListenError> =>
     return Effect.sync(() => probe.destroy())
   })
 
+/** Errors are reported through the transport; this keeps one before it listens from being unhandled. */
+const ignore = (): void => undefined
+
 const peerOf = (socket: net.Socket): string =>
   socket.remoteAddress !== undefined && socket.remotePort !== undefined
     ? `(peer ${NodeTransport.hostPort("tcp", socket.remoteAddress, socket.remotePort)})`
@@ -205,7 +211,7 @@ const peerOf = (socket: net.Socket): string =>
 
 /** One accepted connection whose handler runs. */
 interface Live {
-  fiber: Fiber.RuntimeFiber<void> | undefined
+  fiber: Fiber.RuntimeFiber<unknown> | undefined
   /** The handler registered for the drain (see `Connection`). */
   drains: boolean
   /**
@@ -251,11 +257,16 @@ export const listen = <E, R>(
     if (address._tag === "unix") yield* clearStaleSocket(address.path)
     const fibers = yield* FiberSet.make<void, never>()
     const run = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
-    /** `run` with the bound address in the log annotations, once known. */
-    let runServing: typeof run | undefined
+    const runtime = yield* Effect.runtime<Exclude<R, Scope.Scope>>()
+    /** The runtime of the connections, with the bound address in the log annotations, once known. */
+    let servingRuntime: Runtime.Runtime<Exclude<R, Scope.Scope>> | undefined
     /** Every accepted socket (for TLS, the raw one, handshake or not): closing the server destroys what is left. */
     const sockets = new Set<net.Socket>()
     const live = new Set<Live>()
+    /** A socket's 'close' listener (one function for all of them). */
+    const forget = function(this: net.Socket) {
+      sockets.delete(this)
+    }
     const drainStarted = yield* Deferred.make<void>()
     let serving = 0
     let closing = false
@@ -282,44 +293,58 @@ export const listen = <E, R>(
       drainTimeout
     })
 
-    // One scope and one onExit, not Effect.scoped then Effect.ensuring: each of those keeps an
-    // uninterruptible region (its frames and closures) alive for as long as the connection lives.
-    const serve = (socket: net.Socket, entry: Live): Effect.Effect<void, never, Exclude<R, Scope.Scope>> =>
-      Effect.flatMap(Scope.make(), (scope) =>
-        Effect.onExit(
-          Effect.catchAllCause(
-            Scope.extend(
-              Effect.flatMap(
-                (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
-                  ...options?.transport,
-                  ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
-                  role: "server",
-                  kind: address._tag,
-                  ...(address._tag === "unix" ? { localAddress: where } : {})
-                }),
-                (transport) => handler(transport, connectionOf(entry))
-              ),
-              scope
-            ),
-            (cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`connection handler failed ${peerOf(socket)}`, cause)
-          ),
-          (exit) =>
-            Effect.zipRight(
-              Scope.close(scope, exit),
-              Effect.sync(() => {
-                serving--
-                live.delete(entry)
-                if (!socket.destroyed) socket.destroy()
-              })
-            )
-        )).pipe(
-        // Once bound, `runServing` carries the annotation: no per-connection FiberRef frame.
-        (effect) => runServing === undefined ? Effect.annotateLogs(effect, { server: where }) : effect
-      ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
+    const transportOf = (socket: net.Socket) =>
+      (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
+        ...options?.transport,
+        ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
+        role: "server",
+        kind: address._tag,
+        ...(address._tag === "unix" ? { localAddress: where } : {})
+      })
+
+    /**
+     * Runs a connection's handler in a fiber whose runtime already holds its scope, and ends it from the
+     * fiber's observer: `Scope.extend`, `onExit` and `catchAllCause` would each keep frames, closures and
+     * an uninterruptible region alive in the fiber for as long as the connection lives.
+     */
+    const start = (socket: net.Socket, entry: Live): void => {
+      const base = servingRuntime ?? runtime
+      const scope = Effect.runSync(Scope.make())
+      const inScope: Runtime.Runtime<Exclude<R, Scope.Scope> | Scope.Scope> = Runtime.make({
+        context: Context.add(base.context, Scope.Scope, scope),
+        fiberRefs: base.fiberRefs,
+        runtimeFlags: base.runtimeFlags
+      })
+      // R | Scope is Exclude<R, Scope> | Scope, which TypeScript does not see.
+      const body = Effect.flatMap(transportOf(socket), (transport) => handler(transport, connectionOf(entry))) as Effect.Effect<
+        void,
+        E,
+        Exclude<R, Scope.Scope> | Scope.Scope
+      >
+      const fiber = Runtime.runFork(inScope)(Effect.exit(servingRuntime === undefined ? Effect.annotateLogs(body, { server: where }) : body))
+      entry.fiber = fiber
+      fiber.addObserver((exit) => void run(ended(socket, entry, scope, Exit.flatten(exit))))
+    }
+
+    /** Logs a failure, then closes the connection's scope: uninterruptible, as an `onExit` in the handler's fiber was. */
+    const ended = (socket: net.Socket, entry: Live, scope: Scope.CloseableScope, exit: Exit.Exit<void, E>) =>
+      Effect.uninterruptible(Effect.zipRight(
+        Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+          ? Effect.logWarning(`connection handler failed ${peerOf(socket)}`, exit.cause)
+          : Effect.void,
+        Effect.zipRight(
+          Scope.close(scope, exit),
+          Effect.sync(() => {
+            serving--
+            live.delete(entry)
+            if (!socket.destroyed) socket.destroy()
+          })
+        )
+      ).pipe(Effect.annotateLogs({ server: where })))
 
     const track = (raw: net.Socket) => {
       // Errors are reported through the transport; this keeps one before it listens from being unhandled.
-      raw.on("error", () => undefined)
+      raw.on("error", ignore)
       if (closing) return raw.destroy()
       if (sockets.size >= maxConnections) {
         const peer = peerOf(raw)
@@ -330,15 +355,15 @@ export const listen = <E, R>(
         return
       }
       sockets.add(raw)
-      raw.once("close", () => sockets.delete(raw))
+      raw.on("close", forget)
     }
     const accept = (socket: net.Socket) => {
-      socket.on("error", () => undefined)
+      socket.on("error", ignore)
       if (closing || socket.destroyed) return socket.destroy()
       serving++
       const entry: Live = { fiber: undefined, drains: false, onDrain: undefined }
       live.add(entry)
-      entry.fiber = (runServing ?? run)(serve(socket, entry))
+      start(socket, entry)
     }
 
     const server: net.Server = address._tag === "tls"
@@ -402,6 +427,7 @@ export const listen = <E, R>(
           yield* drain
           // The deadline has passed (or every handler is done): nothing waits any longer.
           for (const s of sockets) s.destroy()
+          yield* Fiber.interruptAll(Array.from(live, (e) => e.fiber).filter((f) => f !== undefined))
           yield* Fiber.interruptAll(Array.from(fibers))
           yield* Fiber.join(stopping)
           // Node removes the file itself; this covers a listener that went away in another way.
@@ -421,7 +447,7 @@ export const listen = <E, R>(
       return { _tag: address._tag, host: a.address, port: a.port }
     })()
     where = format(bound)
-    runServing = yield* Effect.annotateLogs(FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>(), { server: where })
+    servingRuntime = yield* Effect.annotateLogs(Effect.runtime<Exclude<R, Scope.Scope>>(), { server: where })
     return {
       address: bound,
       addressText: format(bound),
