@@ -11,38 +11,43 @@ import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 
 export interface ScopedFibers {
-  /** Forks `effect`; once the scope has closed, the fiber is interrupted at once. */
-  readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>
+  /** Forks `effect`; once the scope has closed, the fiber is interrupted at once. Call it as a method. */
+  run(effect: Effect.Effect<void>): Fiber.RuntimeFiber<void, never>
+}
+
+class Forked implements ScopedFibers {
+  private forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
+  private forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
+  private closed = false
+  /** Run when the scope closes. */
+  readonly close: Effect.Effect<void> = Effect.suspend(() => {
+    this.closed = true
+    return this.forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(this.forked))
+  })
+
+  constructor(private readonly runtime: Runtime.Runtime<never>) {}
+
+  run(effect: Effect.Effect<void>): Fiber.RuntimeFiber<void, never> {
+    const fiber = (this.forkWith ??= Runtime.runFork(this.runtime))(effect)
+    if (this.closed) {
+      fiber.unsafeInterruptAsFork(FiberId.none)
+      return fiber
+    }
+    const set = (this.forked ??= new Set())
+    set.add(fiber)
+    fiber.addObserver(() => set.delete(fiber))
+    return fiber
+  }
 }
 
 /**
  * The caller's own runtime (no copy of its fiber refs is made per
  * connection), made interruptible even when the caller runs in an acquire or
- * a layer: closing the scope must interrupt what was forked.
+ * a layer: closing the scope must interrupt what was forked. A class, not a
+ * closure per connection: every connection makes one.
  */
 export const make: Effect.Effect<ScopedFibers, never, Scope.Scope> = Effect.gen(function*() {
-  const runtime = Runtime.enableRuntimeFlag(yield* Effect.runtime<never>(), RuntimeFlags.Interruption)
-  let forkWith: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void, never>) | undefined
-  let forked: Set<Fiber.RuntimeFiber<void, never>> | undefined
-  let closed = false
-  yield* Scope.addFinalizer(
-    yield* Effect.scope,
-    Effect.suspend(() => {
-      closed = true
-      return forked === undefined ? Effect.void : Fiber.interruptAll(Array.from(forked))
-    })
-  )
-  return {
-    run: (effect) => {
-      const fiber = (forkWith ??= Runtime.runFork(runtime))(effect)
-      if (closed) {
-        fiber.unsafeInterruptAsFork(FiberId.none)
-        return fiber
-      }
-      const set = (forked ??= new Set())
-      set.add(fiber)
-      fiber.addObserver(() => set.delete(fiber))
-      return fiber
-    }
-  }
+  const fibers = new Forked(Runtime.enableRuntimeFlag(yield* Effect.runtime<never>(), RuntimeFlags.Interruption))
+  yield* Scope.addFinalizer(yield* Effect.scope, fibers.close)
+  return fibers
 })

@@ -287,7 +287,9 @@ export const listen = <E, R>(
           // Registered in the handler's fiber: a drain that starts afterwards finds it in `live`.
           if (drainBegun) return Effect.asVoid(Effect.forkScoped(effect))
           return Effect.map(Effect.scope, (scope) => {
-            ;(entry.onDrain ??= []).push({ effect, scope })
+            // A literal for the first: a push onto [] reserves room for 17.
+            if (entry.onDrain === undefined) entry.onDrain = [{ effect, scope }]
+            else entry.onDrain.push({ effect, scope })
           })
         }),
       drainTimeout
