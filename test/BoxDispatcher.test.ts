@@ -110,6 +110,20 @@ describe("BoxDispatcher", () => {
       }
     }))
 
+  it.scoped("Amp's functions work destructured, from a responder's Amp too", () =>
+    Effect.gen(function*() {
+      const { client, server: serverAmp } = yield* ampPair({ server, client: server })
+      const { callRemote, callRemoteString, info, drain } = client
+      expect(yield* callRemote(Sum, { a: 1n, b: 2n })).toEqual({ total: 3n })
+      const raw = yield* callRemoteString("Sum", { a: "2", b: "3" })
+      expect(raw.toTextRecord()).toMatchObject({ total: "5" })
+      expect(info()).toEqual(client.info())
+      const { callRemote: back } = serverAmp
+      expect(yield* back(Sum, { a: 4n, b: 5n })).toEqual({ total: 9n })
+      yield* drain("1 second")
+      expect((yield* client.ended)._tag).toBe("ConnectionLost")
+    }))
+
   it.scoped("sends exactly Twisted's request box", () =>
     Effect.gen(function*() {
       const { client, clientEnd } = yield* ampPair({ server })
