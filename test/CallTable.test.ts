@@ -2,7 +2,7 @@
  * The outstanding-call table: a map by tag whose slots are reused.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { CallTable } from "../src/CallTable.js"
+import { CallTable } from "../src/internal/callTable.js"
 
 describe("CallTable", () => {
   it("behaves as a map from tag to entry, oldest first, whatever the slot reuse", () => {

@@ -9,7 +9,7 @@ import type * as Effect from "effect/Effect"
 import type { AmpBox } from "../AmpBox.js"
 import type { CallFailure } from "../Amp.js"
 import type { ClientRecorder } from "../AmpMetrics.js"
-import { CallTable } from "../CallTable.js"
+import { CallTable } from "./callTable.js"
 import type * as Command from "../Command.js"
 
 /** A call waiting for its answer. */

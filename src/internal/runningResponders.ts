@@ -6,7 +6,7 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
-import { CallTable } from "../CallTable.js"
+import { CallTable } from "./callTable.js"
 import type * as Command from "../Command.js"
 import { Once } from "./once.js"
 
