@@ -50,12 +50,16 @@ const startAfterAnswer = (result: unknown, kit: Answering): Effect.Effect<void> 
 
 /**
  * Answers the peer's StartTLS with these TLS settings (certificate, key, and
- * authorities to verify the peer). Fail to refuse: the peer gets the error.
+ * authorities to verify the peer).
+ *
+ * `StartTLS` declares no errors (nor does Twisted's), so the handler has
+ * none to fail with: one that dies is answered `UNKNOWN` and the connection
+ * ends, as for any responder's undeclared failure (Twisted's behaviour).
  *
  * @example
  * Responders.layer(StartTls.respond(() => Effect.succeed({ cert, key })))
  */
-export const respond = <E, R>(handler: () => Effect.Effect<TlsOptions, E, R>): Command.Responder<R> => ({
+export const respond = <R>(handler: () => Effect.Effect<TlsOptions, never, R>): Command.Responder<R> => ({
   _tag: "Responder",
   command: StartTLS,
   handle: () => handler(),

@@ -84,6 +84,8 @@ describe("Responders: one responder per command", () => {
     const declared = ProtocolSwitch.respond(Upgrade, () => Effect.fail(new Undeclared({ description: "not now" })))
     // @ts-expect-error Refusal is not one of Upgrade's errors
     ProtocolSwitch.respond(Upgrade, () => Effect.fail(new Refusal()))
+    // @ts-expect-error StartTLS declares no errors: its handler cannot fail
+    StartTls.respond(() => Effect.fail(new Refusal()))
     expect(Responders.make(declared, StartTls.respond(() => Effect.succeed({}))).names).toEqual(["Upgrade", "StartTLS"])
   })
 })

@@ -79,7 +79,8 @@ export const responders = (tls?: TlsOptions) => {
         const cn = session?.peerCertificate?.subject.CN
         return { tls: session !== undefined, peer: typeof cn === "string" ? cn : "" }
       })),
-    StartTls.respond(() => (tls ? Effect.succeed(tls) : Effect.fail(new Refused({ description: "no TLS here" })))),
+    // StartTLS declares no errors: a server without TLS settings dies, and the peer gets UNKNOWN and a close.
+    StartTls.respond(() => (tls ? Effect.succeed(tls) : Effect.dieMessage("no TLS here"))),
     ProtocolSwitch.respond(SwitchToEcho, () =>
       Effect.succeed((raw) =>
         Effect.gen(function*() {
