@@ -11,18 +11,14 @@
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as tls from "node:tls"
-import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
-import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import { ListenError } from "../AmpError.js"
 import type { TlsOptions, WithTlsAndDetach } from "../Transport.js"
+import { type Config, Connections } from "./internal/serverConnections.js"
 import * as NodeTransport from "./NodeTransport.js"
 import * as UnixDescriptorTransport from "./UnixDescriptorTransport.js"
 
@@ -209,17 +205,47 @@ const peerOf = (socket: net.Socket): string =>
     ? `(peer ${NodeTransport.hostPort("tcp", socket.remoteAddress, socket.remotePort)})`
     : ""
 
-/** One accepted connection whose handler runs. */
-interface Live {
-  fiber: Fiber.RuntimeFiber<unknown> | undefined
-  /** The handler registered for the drain (see `Connection`). */
-  drains: boolean
-  /**
-   * What `onDrain` asked to run when the drain starts, with the handler's scope to run it in.
-   * Kept here rather than in a fiber waiting per connection: an idle connection's fiber costs
-   * kilobytes, and the drain walks the live connections anyway.
-   */
-  onDrain: Array<{ readonly effect: Effect.Effect<void>; readonly scope: Scope.Scope }> | undefined
+/** The Node listener for `address` (TLS from the first byte for `tls`). */
+const makeListener = (address: ListenAddress, pauseOnConnect: boolean): net.Server =>
+  address._tag === "tls"
+    ? tls.createServer({
+      ...NodeTransport.secureContextOptions(address.tls),
+      requestCert: address.tls.ca !== undefined,
+      rejectUnauthorized: address.tls.ca !== undefined
+    })
+    : net.createServer({ pauseOnConnect })
+
+/** Starts listening; the UNIX socket file's inode, to remove only our own file later. */
+const bind = (
+  server: net.Server,
+  address: ListenAddress,
+  where: () => string,
+  run: (effect: Effect.Effect<void>) => unknown
+): Effect.Effect<number | undefined, ListenError> =>
+  Effect.async<number | undefined, ListenError>((resume) => {
+    const onError = (cause: Error) => {
+      server.off("listening", onListening)
+      resume(Effect.fail(new ListenError({ address: where(), cause })))
+    }
+    const onListening = () => {
+      server.off("error", onError)
+      // Whatever happens later on the listener is logged, not thrown.
+      server.on("error", (error) => void run(Effect.logWarning(`listener ${where()} failed`, error)))
+      resume(Effect.succeed(address._tag === "unix" ? fs.statSync(address.path).ino : undefined))
+    }
+    server.once("error", onError)
+    server.once("listening", onListening)
+    if (address._tag === "unix") server.listen(address.path)
+    else server.listen(address.port, address.host)
+  })
+
+/** Node removes the socket file itself; this covers a listener that went away in another way. */
+const removeSocketFile = (path: string, inode: number): void => {
+  try {
+    if (fs.statSync(path).ino === inode) fs.rmSync(path, { force: true })
+  } catch {
+    // already gone
+  }
 }
 
 /**
@@ -256,93 +282,32 @@ export const listen = <E, R>(
     const closeTimeout = Duration.millis(options?.transport?.closeTimeoutMillis ?? 2000)
     if (address._tag === "unix") yield* clearStaleSocket(address.path)
     const fibers = yield* FiberSet.make<void, never>()
-    const run = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
-    const runtime = yield* Effect.runtime<Exclude<R, Scope.Scope>>()
-    /** The runtime of the connections, with the bound address in the log annotations, once known. */
-    let servingRuntime: Runtime.Runtime<Exclude<R, Scope.Scope>> | undefined
+    const run = yield* FiberSet.runtime(fibers)<never>()
     /** Every accepted socket (for TLS, the raw one, handshake or not): closing the server destroys what is left. */
     const sockets = new Set<net.Socket>()
-    const live = new Set<Live>()
     /** A socket's 'close' listener (one function for all of them). */
     const forget = function(this: net.Socket) {
       sockets.delete(this)
     }
-    const drainStarted = yield* Deferred.make<void>()
-    let serving = 0
     let closing = false
-    /** Set in the same step as the drain's snapshot of `live`: later `onDrain`s run at once. */
-    let drainBegun = false
-
     // The addon takes the socket over before Node reads a byte of it (a read would drop its descriptors).
     const withDescriptors = address._tag === "unix" && options?.descriptors !== undefined && options.descriptors !== false &&
       UnixDescriptorTransport.available()
-    const connectionOf = (entry: Live): Connection => ({
-      draining: Effect.suspend(() => {
-        entry.drains = true
-        return Deferred.await(drainStarted)
-      }),
-      onDrain: (effect) =>
-        Effect.suspend(() => {
-          entry.drains = true
-          // Registered in the handler's fiber: a drain that starts afterwards finds it in `live`.
-          if (drainBegun) return Effect.asVoid(Effect.forkScoped(effect))
-          return Effect.map(Effect.scope, (scope) => {
-            // A literal for the first: a push onto [] reserves room for 17.
-            if (entry.onDrain === undefined) entry.onDrain = [{ effect, scope }]
-            else entry.onDrain.push({ effect, scope })
-          })
-        }),
-      drainTimeout
-    })
-
-    const transportOf = (socket: net.Socket) =>
-      (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
-        ...options?.transport,
-        ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
-        role: "server",
-        kind: address._tag,
-        ...(address._tag === "unix" ? { localAddress: where } : {})
-      })
-
-    /**
-     * Runs a connection's handler in a fiber whose runtime already holds its scope, and ends it from the
-     * fiber's observer: `Scope.extend`, `onExit` and `catchAllCause` would each keep frames, closures and
-     * an uninterruptible region alive in the fiber for as long as the connection lives.
-     */
-    const start = (socket: net.Socket, entry: Live): void => {
-      const base = servingRuntime ?? runtime
-      const scope = Effect.runSync(Scope.make())
-      const inScope: Runtime.Runtime<Exclude<R, Scope.Scope> | Scope.Scope> = Runtime.make({
-        context: Context.add(base.context, Scope.Scope, scope),
-        fiberRefs: base.fiberRefs,
-        runtimeFlags: base.runtimeFlags
-      })
+    const connections = new Connections<E, Exclude<R, Scope.Scope>>({
       // R | Scope is Exclude<R, Scope> | Scope, which TypeScript does not see.
-      const body = Effect.flatMap(transportOf(socket), (transport) => handler(transport, connectionOf(entry))) as Effect.Effect<
-        void,
-        E,
-        Exclude<R, Scope.Scope> | Scope.Scope
-      >
-      const fiber = Runtime.runFork(inScope)(Effect.exit(servingRuntime === undefined ? Effect.annotateLogs(body, { server: where }) : body))
-      entry.fiber = fiber
-      fiber.addObserver((exit) => void run(ended(socket, entry, scope, Exit.flatten(exit))))
-    }
-
-    /** Logs a failure, then closes the connection's scope: uninterruptible, as an `onExit` in the handler's fiber was. */
-    const ended = (socket: net.Socket, entry: Live, scope: Scope.CloseableScope, exit: Exit.Exit<void, E>) =>
-      Effect.uninterruptible(Effect.zipRight(
-        Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
-          ? Effect.logWarning(`connection handler failed ${peerOf(socket)}`, exit.cause)
-          : Effect.void,
-        Effect.zipRight(
-          Scope.close(scope, exit),
-          Effect.sync(() => {
-            serving--
-            live.delete(entry)
-            if (!socket.destroyed) socket.destroy()
-          })
-        )
-      ).pipe(Effect.annotateLogs({ server: where })))
+      handler: handler as Config<E, Exclude<R, Scope.Scope>>["handler"],
+      transportOf: (socket) =>
+        (withDescriptors ? UnixDescriptorTransport.fromSocket : NodeTransport.fromSocket)(socket, {
+          ...options?.transport,
+          ...(typeof options?.descriptors === "object" ? options.descriptors : {}),
+          role: "server",
+          kind: address._tag,
+          ...(address._tag === "unix" ? { localAddress: where } : {})
+        }),
+      drainTimeout,
+      run,
+      peerOf
+    }, yield* Effect.runtime<Exclude<R, Scope.Scope>>(), where)
 
     const track = (raw: net.Socket) => {
       // Errors are reported through the transport; this keeps one before it listens from being unhandled.
@@ -362,84 +327,31 @@ export const listen = <E, R>(
     const accept = (socket: net.Socket) => {
       socket.on("error", ignore)
       if (closing || socket.destroyed) return socket.destroy()
-      serving++
-      const entry: Live = { fiber: undefined, drains: false, onDrain: undefined }
-      live.add(entry)
-      start(socket, entry)
+      connections.start(socket)
     }
 
-    const server: net.Server = address._tag === "tls"
-      ? tls.createServer({
-        ...NodeTransport.secureContextOptions(address.tls),
-        requestCert: address.tls.ca !== undefined,
-        rejectUnauthorized: address.tls.ca !== undefined
-      })
-      : net.createServer({ pauseOnConnect: withDescriptors })
+    const server = makeListener(address, withDescriptors)
     // For TLS, 'connection' is the raw socket before the handshake; the handler gets it after.
     server.on("connection", track)
     server.on(address._tag === "tls" ? "secureConnection" : "connection", accept)
     // A failed TLS handshake concerns that client only.
     server.on("tlsClientError", (error: Error) => void run(Effect.logDebug(`TLS handshake failed on ${where}`, error)))
 
-    /** Tells the registered handlers, interrupts the others, waits (bounded) for the registered ones. */
-    const drain = Effect.gen(function*() {
-      const entries = Array.from(live)
-      const fibersOf = (drains: boolean) =>
-        entries.flatMap((e) => (e.drains === drains && e.fiber !== undefined ? [e.fiber] : []))
-      const draining = fibersOf(true)
-      drainBegun = true
-      yield* Deferred.succeed(drainStarted, undefined)
-      // Each in its handler's scope, interruptible as a fiber the handler forked would be (this one is a release).
-      for (const e of entries) {
-        for (const d of e.onDrain ?? []) yield* Effect.forkIn(Effect.interruptible(d.effect), d.scope)
-        e.onDrain = undefined
-      }
-      yield* Effect.all([
-        Fiber.interruptAll(fibersOf(false)),
-        // Interruptible: a release runs uninterruptibly, and the timeout must be able to stop the wait.
-        Effect.timeoutOption(Effect.interruptible(Fiber.awaitAll(draining)), Duration.sum(drainTimeout, closeTimeout))
-      ], { concurrency: "unbounded", discard: true })
-    })
-
-    let socketInode: number | undefined
     yield* Effect.acquireRelease(
-      Effect.async<void, ListenError>((resume) => {
-        const onError = (cause: Error) => {
-          server.off("listening", onListening)
-          resume(Effect.fail(new ListenError({ address: where, cause })))
-        }
-        const onListening = () => {
-          server.off("error", onError)
-          // Whatever happens later on the listener is logged, not thrown.
-          server.on("error", (error) => void run(Effect.logWarning(`listener ${where} failed`, error)))
-          if (address._tag === "unix") socketInode = fs.statSync(address.path).ino
-          resume(Effect.void)
-        }
-        server.once("error", onError)
-        server.once("listening", onListening)
-        if (address._tag === "unix") server.listen(address.path)
-        else server.listen(address.port, address.host)
-      }),
-      () =>
+      bind(server, address, () => where, run),
+      (socketInode) =>
         Effect.gen(function*() {
           closing = true
           // Stop accepting at once (before any handler hears of the drain); the callback comes when every connection is gone.
           const stopped = Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
           const stopping = yield* Effect.fork(stopped)
-          yield* drain
+          yield* connections.drain(Duration.sum(drainTimeout, closeTimeout))
           // The deadline has passed (or every handler is done): nothing waits any longer.
           for (const s of sockets) s.destroy()
-          yield* Fiber.interruptAll(Array.from(live, (e) => e.fiber).filter((f) => f !== undefined))
+          yield* connections.interruptAll
           yield* Fiber.interruptAll(Array.from(fibers))
           yield* Fiber.join(stopping)
-          // Node removes the file itself; this covers a listener that went away in another way.
-          if (address._tag === "unix" && socketInode !== undefined) {
-            try {
-              if (fs.statSync(address.path).ino === socketInode) fs.rmSync(address.path, { force: true })
-            } catch {
-              // already gone
-            }
-          }
+          if (address._tag === "unix" && socketInode !== undefined) removeSocketFile(address.path, socketInode)
         })
     )
 
@@ -449,11 +361,11 @@ export const listen = <E, R>(
       return { _tag: address._tag, host: a.address, port: a.port }
     })()
     where = format(bound)
-    servingRuntime = yield* Effect.annotateLogs(Effect.runtime<Exclude<R, Scope.Scope>>(), { server: where })
+    connections.bound(yield* Effect.annotateLogs(Effect.runtime<Exclude<R, Scope.Scope>>(), { server: where }), where)
     return {
       address: bound,
       addressText: format(bound),
-      connections: Effect.sync(() => serving),
+      connections: Effect.sync(() => connections.size),
       listener: server
     } satisfies Server
   })
