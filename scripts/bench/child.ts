@@ -15,6 +15,12 @@
  *                                      (, "p50us", "p99us")}
  *   child.ts client IMPL PORT INFLIGHT TIMING
  *                                      Sum client against a server elsewhere; prints {"callsPerSec"}
+ *   child.ts serve IMPL large          serves Echo, BigEcho and BigCheck; prints "listening tcp 127.0.0.1 PORT"
+ *   child.ts large IMPL echo|big INFLIGHT TIMING
+ *                                      Echo of a 60 KB text or BigEcho of 1 MiB, client and server in
+ *                                      this process; prints {"callsPerSec"}
+ *   child.ts check IMPL PORT           BigCheck round trips against a server elsewhere; prints
+ *                                      {"checked": [sizes]}, or exits 1 at the first difference
  *
  * TIMING is the JSON of a `Timing` ({"warmup", "seconds", "runs"}).
  *
@@ -23,7 +29,7 @@
 import { gc, listeningLine, MiB } from "./common.js"
 import type { Timing } from "./contenders.js"
 import { isNodeImplId, nodeImpls } from "./impl/index.js"
-import { nodeCodec, timedCalls } from "./measure.js"
+import { checkLarge, nodeCodec, timedCalls, timedLarge } from "./measure.js"
 
 const [mode, id, a, b, c] = process.argv.slice(2)
 if (!isNodeImplId(id)) throw new Error(`unknown implementation ${id}; one of ${Object.keys(nodeImpls).join(", ")}`)
@@ -40,6 +46,9 @@ if (mode === "serve" && a === "sum") {
     const m = process.memoryUsage()
     print({ heap_mb: MiB(m.heapUsed), external_mb: MiB(m.external), rss_mb: MiB(m.rss) })
   })
+  print(listeningLine(server.port))
+} else if (mode === "serve" && a === "large") {
+  const server = await impl.serveLarge(0)
   print(listeningLine(server.port))
 } else if (mode === "serve" && a === "slow") {
   const target = Number(b)
@@ -90,6 +99,18 @@ if (mode === "serve" && a === "sum") {
   print(await timedCalls(client, Number(b), JSON.parse(c!) as Timing, false))
   await client.close()
   process.exit(0)
+} else if (mode === "large" && (a === "echo" || a === "big")) {
+  const server = await impl.serveLarge(0)
+  const client = await impl.connectLarge(server.port)
+  print(await timedLarge(client, a, Number(b), JSON.parse(c!) as Timing))
+  await client.close()
+  await server.close()
+  process.exit(0)
+} else if (mode === "check") {
+  const client = await impl.connectLarge(Number(a))
+  print({ checked: await checkLarge(client) })
+  await client.close()
+  process.exit(0)
 } else {
-  throw new Error(`usage: child.ts serve IMPL sum | serve IMPL slow COUNT WARM | memory IMPL CALLS WARMUP | codec IMPL TIMING | calls IMPL N pipelined|sequential TIMING | client IMPL PORT N TIMING (got ${process.argv.slice(2).join(" ")})`)
+  throw new Error(`usage: child.ts serve IMPL sum|echo|large | serve IMPL slow COUNT WARM | memory IMPL CALLS WARMUP | codec IMPL TIMING | calls IMPL N pipelined|sequential TIMING | client IMPL PORT N TIMING | large IMPL echo|big N TIMING | check IMPL PORT (got ${process.argv.slice(2).join(" ")})`)
 }

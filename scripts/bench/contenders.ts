@@ -83,7 +83,15 @@ export interface Contender {
   readonly client: (port: number, inflight: number, t: Timing) => Promise<CallRuns>
   /** Heap and RSS in a fresh process, after `warmup` calls and after `calls` more (100 in flight). */
   readonly memory: (calls: number, warmup: number) => Promise<MemoryResult>
+  /** Echo of a 60 KB text (`echo`) or BigEcho of 1 MiB of BigString (`big`), client and server in one process. */
+  readonly large: (call: LargeCall, inflight: number, t: Timing) => Promise<CallRuns>
+  /** An Echo, BigEcho and BigCheck server in a child process. */
+  readonly startLargeServer: () => Promise<ChildServer>
+  /** This contender's BigCheck round trips (0 B to 1 MiB) against `port`; rejects at the first difference. */
+  readonly checkLarge: (port: number) => Promise<void>
 }
+
+export type LargeCall = "echo" | "big"
 
 // ---------------------------------------------------------------------------
 // children
@@ -336,6 +344,10 @@ const nodeContender = (id: NodeImplId, label: string): Contender => {
       callRuns(
         await runJson(process.execPath, await nodeArgs(["--expose-gc"], "client", id, String(port), String(inflight), JSON.stringify(t)), budgetMs(t))
       ),
+    large: async (call, inflight, t) =>
+      callRuns(await runJson(process.execPath, await nodeArgs(["--expose-gc"], "large", id, call, String(inflight), JSON.stringify(t)), budgetMs(t))),
+    startLargeServer: async () => startChild(process.execPath, await nodeArgs([], "serve", id, "large")),
+    checkLarge: async (port) => void (await runJson(process.execPath, await nodeArgs([], "check", id, String(port)), 60_000)),
     memory: async (calls, warmup) => {
       const args = await nodeArgs(["--expose-gc"], "memory", id, String(calls), String(warmup))
       const o = await runJson(process.execPath, args, 900_000)
@@ -390,7 +402,13 @@ const twisted: Contender = {
   memory: async (calls, warmup) => {
     const o = await python(["--memory", "--calls", String(calls), "--warmup-calls", String(warmup)], 900_000)
     return { rssWarm: num(o, "rss_warm_mb"), rssAfter: num(o, "rss_after_mb") }
-  }
+  },
+  large: async (call, inflight, t) => {
+    const o = await python(["--large", call, "--inflight", String(inflight), ...timingArgs(t)], budgetMs(t))
+    return { callsPerSec: nums(o, "calls_per_s") }
+  },
+  startLargeServer: () => startChild(PYTHON, ["-u", TWISTED, "--serve", "--big"]),
+  checkLarge: async (port) => void (await python(["--check", "127.0.0.1", String(port)], 60_000))
 }
 
 /** Twisted's version, from the Python the peers run on. */

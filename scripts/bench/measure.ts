@@ -3,10 +3,11 @@
  * (child.ts) so that every measurement starts in a fresh process: codec
  * rates, and Sum calls over loopback TCP.
  */
+import { createHash, randomBytes } from "node:crypto"
 import { gc, quantile } from "./common.js"
 import type { CallRuns, CodecRuns, Timing } from "./contenders.js"
 import { encode } from "./impl/rawNode.js"
-import type { Drive, Fields, NodeAdapter } from "./impl/types.js"
+import type { Drive, Fields, LargeClient, NodeAdapter } from "./impl/types.js"
 
 /** The small Sum box of the codec workloads. */
 export const SMALL: Fields = { _command: "Sum", _ask: "1f", a: "13", b: "81" }
@@ -91,3 +92,30 @@ export const timedCalls = async (
   return sequential ? { callsPerSec, p50us, p99us } : { callsPerSec }
 }
 
+
+/** The large workload's payloads (twisted_bench.py has the same): a 60 KB Echo text, 1 MiB of BigString. */
+export const ECHO_TEXT = "x".repeat(60_000)
+export const BIG_DATA = new Uint8Array(1024 * 1024).fill(0x78)
+
+/** Echo (`echo`) or BigEcho (`big`) calls of those payloads, timed as {@link timedCalls} does. */
+export const timedLarge = (client: LargeClient, call: "echo" | "big", inflight: number, t: Timing): Promise<CallRuns> =>
+  timedCalls({ run: (d) => call === "echo" ? client.echo(d, ECHO_TEXT) : client.bigEcho(d, BIG_DATA) }, inflight, t, false)
+
+/** BigCheck's sizes: empty, one byte, one full piece, one over, three pieces, and 1 MiB. */
+export const CHECK_SIZES: ReadonlyArray<number> = [0, 1, 65535, 65536, 2 * 65535 + 1, 1024 * 1024]
+
+/**
+ * A BigCheck round trip of random bytes of each size: the server's digest
+ * checks what it received (client to server), the echo what came back
+ * (server to client). Throws at the first difference.
+ */
+export const checkLarge = async (client: LargeClient): Promise<ReadonlyArray<number>> => {
+  for (const size of CHECK_SIZES) {
+    const data = randomBytes(size)
+    const r = await client.bigCheck(data)
+    const digest = createHash("sha256").update(data).digest("hex")
+    if (r.digest !== digest) throw new Error(`BigCheck of ${size} bytes: the server received other bytes (digest ${r.digest})`)
+    if (!Buffer.from(r.data).equals(data)) throw new Error(`BigCheck of ${size} bytes: ${r.data.length} other bytes came back`)
+  }
+  return CHECK_SIZES
+}

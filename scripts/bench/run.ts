@@ -5,12 +5,12 @@
  *   npx tsx scripts/bench/run.ts [options]        (or: npm run bench -- [options])
  *
  *   --quick             fewer, shorter runs (under a minute; for smoke tests)
- *   --only W[,W...]     only these workloads: codec, pipelined, sequential,
+ *   --only W[,W...]     only these workloads: codec, pipelined, sequential, large,
  *                       two-process, mixed, memory, flood, never-read, idle, server-scale
  *   --json FILE         also write every figure (and every run) as JSON
  *   --write-results     also write the table to scripts/bench/RESULTS.md
  *   --runs N            timed runs per round (default 2, quick 3)
- *   --rounds R          rounds of codec, pipelined and sequential figures (default 3, quick 1):
+ *   --rounds R          rounds of codec, pipelined, sequential and large figures (default 3, quick 1):
  *                       each round measures every implementation once more, in turn, in a
  *                       fresh process, so that a slow spell of a shared machine is spread
  *                       over all of them rather than landing on one
@@ -59,7 +59,7 @@ import type { ScaleConfig } from "./scale.js"
 // options
 // ---------------------------------------------------------------------------
 
-const WORKLOADS = ["codec", "pipelined", "sequential", "two-process", "mixed", "memory", "flood", "never-read", "idle", "server-scale"] as const
+const WORKLOADS = ["codec", "pipelined", "sequential", "large", "two-process", "mixed", "memory", "flood", "never-read", "idle", "server-scale"] as const
 type Workload = typeof WORKLOADS[number]
 
 const argv = process.argv.slice(2)
@@ -200,6 +200,10 @@ const eachRound = async <A extends { readonly [K in keyof A]?: ReadonlyArray<num
 }
 
 const calls = (r: CallRuns) => r.callsPerSec
+/** Calls/s as MB/s (10^6 bytes) of a `bytes`-long payload, one way. */
+const megabytes = (bytes: number) => (r: CallRuns) => r.callsPerSec.map((n) => (n * bytes) / 1e6)
+/** Echo calls in flight in the large workload (as many as the pipelined workload's first row). */
+const ECHO_INFLIGHT = 100
 const byId = (id: ContenderId) => contenders.find((c) => c.id === id)!
 
 // ---------------------------------------------------------------------------
@@ -227,6 +231,19 @@ const workloads: Record<Workload, () => Promise<void>> = {
     addRow("sequential Sum, 1 in flight, one process (calls/s)", "calls/s", r, calls)
     addRow("sequential latency p50 (µs)", "µs", r, (x) => x.p50us, true)
     addRow("sequential latency p99 (µs)", "µs", r, (x) => x.p99us, true)
+  },
+
+  large: async () => {
+    await checkLargeWire()
+    const echo = await eachRound(`large: pipelined 60 KB Echo, ${ECHO_INFLIGHT} in flight`, (c) => c.large("echo", ECHO_INFLIGHT, rpcTiming))
+    addRow(`pipelined Echo of 60 KB texts, ${ECHO_INFLIGHT} in flight, one process (calls/s)`, "calls/s", echo, calls)
+    addRow("pipelined Echo of 60 KB texts: text each way (MB/s)", "MB/s", echo, megabytes(60_000))
+    for (const inflight of [1, 4]) {
+      const how = inflight === 1 ? "sequential" : `${inflight} in flight`
+      const r = await eachRound(`large: 1 MiB BigString, ${how}`, (c) => c.large("big", inflight, rpcTiming))
+      addRow(`BigString 1 MiB round trips, ${how}, one process (round trips/s)`, "round trips/s", r, calls)
+      addRow(`BigString 1 MiB, ${how}: bytes each way (MB/s)`, "MB/s", r, megabytes(1024 * 1024))
+    }
   },
 
   // Both run on the same child servers: see childServers.
@@ -272,6 +289,31 @@ const workloads: Record<Workload, () => Promise<void>> = {
     addRow(`server-scale: server RSS per slow connection, ${idle} after a call each (KiB)`, "KiB", r, (x) => x.rssPerSlow, true)
     addRow("server-scale: heap + external per slow connection, after GC (KiB)", "KiB", r, (x) => x.heldPerSlow, true)
     addRow("server-scale: of which external (KiB)", "KiB", r, (x) => x.externalPerSlow, true)
+  }
+}
+
+/**
+ * BigCheck round trips (0 B to 1 MiB of random bytes) between Twisted and
+ * each Node implementation, both ways: Twisted's client against each Node
+ * server, each Node client against Twisted's server. The server answers the
+ * SHA-256 of what it received, and the client compares the echo too. A
+ * difference stops the run: the rows would time a wire format that the
+ * peers do not share.
+ */
+const checkLargeWire = async () => {
+  const twisted = byId("twisted")
+  for (const s of contenders) {
+    const server = await s.startLargeServer()
+    try {
+      for (const c of s.id === "twisted" ? contenders.filter((x) => x.id !== "twisted") : [twisted]) {
+        log(`large: BigCheck, ${c.label} client → ${s.label} server`)
+        await c.checkLarge(server.port).catch((e: unknown) => {
+          throw new Error(`large: BigCheck failed, ${c.label} client → ${s.label} server: ${e instanceof Error ? e.message : String(e)}`)
+        })
+      }
+    } finally {
+      server.stop()
+    }
   }
 }
 
@@ -565,6 +607,8 @@ const LEGEND = [
   "Each figure is the median of the timed runs, after a warm-up. \"One process\": client and server",
   "share one process (and one core) over loopback TCP; \"two processes\": the server runs in a child.",
   "Mixed rows: the column names the server (Twisted client →) or the client (→ Twisted server).",
+  "Large rows: one process; MB/s is the payload one way (10^6 bytes); Twisted's sockets get TCP_NODELAY, as the others'",
+  "have; BigString is split in pieces of 65535 bytes (Twisted: an amp.Argument subclass in twisted_bench.py).",
   "Memory rows run in a fresh process per implementation, client and server together, 100 in flight;",
   "Python has no heap figure comparable to V8's (\"–\"; \"n/a\" means the measurement failed). Flood: the responder handles one box at a time,",
   "1 ms each (effect-amp: `maxConcurrentCommands: 1`; raw node: pauses the socket at 16 queued boxes;",
@@ -615,7 +659,7 @@ const main = async () => {
     `- Date: ${meta.date}`,
     `- Node ${meta.node}; Twisted ${meta.twisted} (${PYTHON_NAME}); CPU: ${meta.cpu}, ${meta.cores} cores (os.cpus())`,
     `- Command: \`${meta.command}\`${quick ? " (quick: short runs, rough figures)" : ""}`,
-    `- ${rounds} round${rounds === 1 ? "" : "s"} of ${runs} timed run${runs === 1 ? "" : "s"} of ${rpcTiming.seconds} s per codec, pipelined and sequential figure (codec: ${codecTiming.seconds} s), each round in fresh processes after a warm-up; ${runs} runs for the other call figures; took ${meta.seconds} s`
+    `- ${rounds} round${rounds === 1 ? "" : "s"} of ${runs} timed run${runs === 1 ? "" : "s"} of ${rpcTiming.seconds} s per codec, pipelined, sequential and large figure (codec: ${codecTiming.seconds} s), each round in fresh processes after a warm-up; ${runs} runs for the other call figures; took ${meta.seconds} s`
   ].join("\n")
   const markdown = `${header}\n\n${table()}\n\n${LEGEND}\n`
   process.stdout.write(markdown)

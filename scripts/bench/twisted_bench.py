@@ -17,11 +17,18 @@ warm-up), and the harness takes the median.
                                             {"handled", "peak_rss_mb"} after COUNT, and exits
   --client HOST PORT --inflight N           Sum calls against a server (calls/s)
   --memory --calls M                        RSS after a warm-up and after M calls (one reactor)
+  --large echo|big --inflight N             Echo of a 60 KB text, or BigEcho of 1 MiB, client and
+                                            server in one reactor (calls/s)
+  --serve --big                             serves Echo, BigEcho and BigCheck
+  --check HOST PORT                         BigCheck round trips of 0 B to 1 MiB against a server:
+                                            the digest it computed and the bytes it echoed must
+                                            match what was sent (exit 1 otherwise)
 
 Timing: --seconds T per run (or --calls M per run), --runs R, --warmup W seconds.
 """
 import argparse
 import gc
+import hashlib
 import json
 import os
 import resource
@@ -47,6 +54,50 @@ class Slow(amp.Command):
 class Echo(amp.Command):
     arguments = [(b"text", amp.Unicode())]
     response = [(b"text", amp.Unicode())]
+
+
+class BigString(amp.Argument):
+    """Bytes of any length, split across `name`, `name.2`, `name.3`... in pieces of at most
+    65535 bytes: effect-amp's Argument.BigString. Twisted has no such type, so its fromBox and
+    toBox (one key each) are overridden to read and write every piece."""
+
+    def fromBox(self, name, strings, objects, proto):
+        parts = [strings.pop(name)]
+        i = 2
+        while True:
+            piece = strings.pop(b"%s.%d" % (name, i), None)
+            if piece is None:
+                break
+            parts.append(piece)
+            i += 1
+        objects[amp._wireNameToPythonIdentifier(name)] = b"".join(parts)
+
+    def toBox(self, name, strings, objects, proto):
+        value = objects.pop(amp._wireNameToPythonIdentifier(name))
+        step = amp.MAX_VALUE_LENGTH
+        strings[name] = value[:step]
+        for i, at in enumerate(range(step, len(value), step), 2):
+            strings[b"%s.%d" % (name, i)] = value[at : at + step]
+
+
+class BigEcho(amp.Command):
+    arguments = [(b"data", BigString())]
+    response = [(b"data", BigString())]
+
+
+class BigCheck(amp.Command):
+    """BigEcho that also answers the SHA-256 of what the server received: the client checks
+    each direction on its own (the digest: client to server; the echo: server to client)."""
+
+    arguments = [(b"data", BigString())]
+    response = [(b"data", BigString()), (b"digest", amp.Unicode())]
+
+
+# The large workload's payloads (the same sizes as measure.ts's).
+ECHO_TEXT = "x" * 60_000
+BIG_DATA = b"x" * 1_048_576
+# Sizes for --check: empty, one piece, full piece, two pieces, three, and 1 MiB.
+CHECK_SIZES = [0, 1, 65535, 65536, 2 * 65535 + 1, 1_048_576]
 
 
 class SumServer(amp.AMP):
@@ -172,9 +223,40 @@ def codec(opts):
 # ---------------------------------------------------------------------------
 
 
+def sum_call(proto):
+    d = proto.callRemote(Sum, a=13, b=81)
+
+    def check(r):
+        if r["total"] != 94:
+            raise ValueError("Sum answered %r" % (r,))
+
+    return d.addCallback(check)
+
+
+def echo_call(proto):
+    # The answer's length only: the content is checked by --check, not in timed loops (as on the Node side).
+    d = proto.callRemote(Echo, text=ECHO_TEXT)
+
+    def check(r):
+        if len(r["text"]) != len(ECHO_TEXT):
+            raise ValueError("Echo answered %d characters" % len(r["text"]))
+
+    return d.addCallback(check)
+
+
+def big_call(proto):
+    d = proto.callRemote(BigEcho, data=BIG_DATA)
+
+    def check(r):
+        if len(r["data"]) != len(BIG_DATA):
+            raise ValueError("BigEcho answered %d bytes" % len(r["data"]))
+
+    return d.addCallback(check)
+
+
 @defer.inlineCallbacks
-def drive(proto, inflight, until=None, calls=None, latencies=None):
-    """`inflight` workers calling Sum until the deadline or the call count; returns calls completed."""
+def drive(proto, inflight, until=None, calls=None, latencies=None, call=sum_call):
+    """`inflight` workers making `call`s until the deadline or the call count; returns calls completed."""
     state = {"started": 0, "done": 0}
 
     def more():
@@ -190,9 +272,7 @@ def drive(proto, inflight, until=None, calls=None, latencies=None):
     def worker():
         while more():
             t0 = perf()
-            r = yield proto.callRemote(Sum, a=13, b=81)
-            if r["total"] != 94:
-                raise ValueError("Sum answered %r" % (r,))
+            yield call(proto)
             if latencies is not None:
                 latencies.append(perf() - t0)
             state["done"] += 1
@@ -202,9 +282,9 @@ def drive(proto, inflight, until=None, calls=None, latencies=None):
 
 
 @defer.inlineCallbacks
-def timed_runs(proto, opts, sequential=False):
+def timed_runs(proto, opts, sequential=False, call=sum_call):
     """Warm-up, then `runs` timed runs: calls/s (and latency percentiles when sequential)."""
-    yield drive(proto, opts.inflight, until=perf() + opts.warmup)
+    yield drive(proto, opts.inflight, until=perf() + opts.warmup, call=call)
     out = {"calls_per_s": []}
     if sequential:
         out["p50_us"], out["p99_us"] = [], []
@@ -213,9 +293,9 @@ def timed_runs(proto, opts, sequential=False):
         lat = [] if sequential else None
         t0 = perf()
         if opts.calls:
-            n = yield drive(proto, opts.inflight, calls=opts.calls, latencies=lat)
+            n = yield drive(proto, opts.inflight, calls=opts.calls, latencies=lat, call=call)
         else:
-            n = yield drive(proto, opts.inflight, until=t0 + opts.seconds, latencies=lat)
+            n = yield drive(proto, opts.inflight, until=t0 + opts.seconds, latencies=lat, call=call)
         out["calls_per_s"].append(n / (perf() - t0))
         if sequential:
             lat.sort()
@@ -247,8 +327,8 @@ def run_reactor(body):
     return box.get("result")
 
 
-def connect(host, port):
-    return endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, host, port), amp.AMP())
+def connect(host, port, proto=amp.AMP):
+    return endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, host, port), proto())
 
 
 def listen_sum():
@@ -264,6 +344,41 @@ def in_process(opts, sequential=False):
         proto.transport.loseConnection()
         yield port.stopListening()
         return result
+
+    return run_reactor(body)
+
+
+def large(opts):
+    """Echo or BigEcho calls, client and server in one reactor."""
+    call = echo_call if opts.large == "echo" else big_call
+
+    @defer.inlineCallbacks
+    def body():
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(LargeServer), interface="127.0.0.1")
+        proto = yield connect("127.0.0.1", port.getHost().port, NoDelayAMP)
+        result = yield timed_runs(proto, opts, call=call)
+        proto.transport.loseConnection()
+        yield port.stopListening()
+        return result
+
+    return run_reactor(body)
+
+
+def check(opts):
+    """BigCheck round trips of every CHECK_SIZES size (random bytes); exits 1 on the first mismatch."""
+
+    @defer.inlineCallbacks
+    def body():
+        proto = yield connect(opts.check[0], int(opts.check[1]), NoDelayAMP)
+        for size in CHECK_SIZES:
+            data = os.urandom(size)
+            r = yield proto.callRemote(BigCheck, data=data)
+            if r["digest"] != hashlib.sha256(data).hexdigest():
+                raise ValueError("BigCheck of %d bytes: the server received other bytes (digest %s)" % (size, r["digest"]))
+            if r["data"] != data:
+                raise ValueError("BigCheck of %d bytes: %d other bytes came back" % (size, len(r["data"])))
+        proto.transport.loseConnection()
+        return {"checked": CHECK_SIZES}
 
     return run_reactor(body)
 
@@ -305,7 +420,35 @@ class EchoServer(SumServer):
         return {"text": text}
 
 
+class NoDelay:
+    """TCP_NODELAY, as effect-amp and the raw baseline set it: without it a sequential 1 MiB
+    round trip waits out the peer's delayed ACK (Nagle), about 40 ms, whatever AMP does."""
+
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+        super().connectionMade()
+
+
+class NoDelayAMP(NoDelay, amp.AMP):
+    pass
+
+
+class LargeServer(NoDelay, EchoServer):
+    @BigEcho.responder
+    def big_echo(self, data):
+        return {"data": data}
+
+    @BigCheck.responder
+    def big_check(self, data):
+        return {"data": data, "digest": hashlib.sha256(data).hexdigest()}
+
+
 def serve(opts):
+    if opts.big:
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(LargeServer), interface="127.0.0.1")
+        print("listening tcp 127.0.0.1 %d" % port.getHost().port, flush=True)
+        reactor.run()
+        return None
     if opts.echo:
         import signal
 
@@ -360,6 +503,8 @@ def main():
     mode.add_argument("--serve", action="store_true")
     mode.add_argument("--client", nargs=2, metavar=("HOST", "PORT"))
     mode.add_argument("--memory", action="store_true")
+    mode.add_argument("--large", choices=["echo", "big"])
+    mode.add_argument("--check", nargs=2, metavar=("HOST", "PORT"))
     ap.add_argument("--inflight", type=int, default=100)
     ap.add_argument("--calls", type=int, default=0, help="calls per run (instead of --seconds); with --memory, the total")
     ap.add_argument("--seconds", type=float, default=1.0, help="length of a timed run")
@@ -369,6 +514,7 @@ def main():
     ap.add_argument("--parse-string", action="store_true", help="--codec: also time amp.parseString on the small-box stream")
     ap.add_argument("--slow", type=int, metavar="COUNT", help="--serve: the slow Slow responder, stop after COUNT boxes")
     ap.add_argument("--echo", action="store_true", help="--serve: the Echo (and Sum) server")
+    ap.add_argument("--big", action="store_true", help="--serve: the Echo, BigEcho and BigCheck server")
     ap.add_argument("--slow-warm", type=int, default=32, metavar="N", help="--slow: report RSS after N boxes")
     opts = ap.parse_args()
     if opts.runs is None:
@@ -385,6 +531,10 @@ def main():
         result = serve(opts)
     elif opts.client:
         result = client(opts)
+    elif opts.large:
+        result = large(opts)
+    elif opts.check:
+        result = check(opts)
     else:
         result = memory(opts)
     if result is not None:

@@ -7,12 +7,13 @@
  * `AMP_BENCH_METRICS=1` turns `AmpMetrics` on for the servers and clients made
  * here (to measure what metrics cost); unset, they are off, as by default.
  */
+import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as AmpBox from "../../../src/AmpBox.js"
 import * as BoxCodec from "../../../src/BoxCodec.js"
-import { budget, type CodecAdapter, type Drive, type NodeAdapter, type Server, type SumClient } from "./types.js"
+import { budget, type CodecAdapter, type Drive, type LargeClient, type NodeAdapter, type Server, type SumClient } from "./types.js"
 
 // ---------------------------------------------------------------------------
 // codec
@@ -51,7 +52,12 @@ const rpc = (() => {
     })
     const Slow = Command.make("Slow", { arguments: { blob: Argument.String }, requiresAnswer: false })
     const Echo = Command.make("Echo", { arguments: { text: Argument.Unicode }, response: { text: Argument.Unicode } })
-    return { AmpMetrics, Responders, NodeAmp, Sum, Slow, Echo }
+    const BigEcho = Command.make("BigEcho", { arguments: { data: Argument.BigString }, response: { data: Argument.BigString } })
+    const BigCheck = Command.make("BigCheck", {
+      arguments: { data: Argument.BigString },
+      response: { data: Argument.BigString, digest: Argument.Unicode }
+    })
+    return { AmpMetrics, Responders, NodeAmp, Sum, Slow, Echo, BigEcho, BigCheck }
   }
   let loaded: ReturnType<typeof load> | undefined
   return () => (loaded ??= load())
@@ -134,4 +140,54 @@ const connectSum = async (port: number): Promise<SumClient> => {
   return { run, close }
 }
 
-export const adapter: NodeAdapter = { name: "effect-amp", codec, serveSum, serveSlow, serveEcho, connectSum }
+const serveLarge = async (port: number): Promise<Server> => {
+  const { BigCheck, BigEcho, Echo, NodeAmp, Responders } = await rpc()
+  const responders = Responders.layer(
+    Responders.respond(Echo, ({ text }) => Effect.succeed({ text })),
+    Responders.respond(BigEcho, ({ data }) => Effect.succeed({ data })),
+    Responders.respond(BigCheck, ({ data }) => Effect.succeed({ data, digest: createHash("sha256").update(data).digest("hex") }))
+  )
+  const { close, value } = await open(
+    NodeAmp.serve({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(responders))
+  )
+  return { port: portOf(value.address), close }
+}
+
+/** `drive.inflight` fibers, each running `call` one after another until the budget is spent; the calls completed. */
+const fibers = <E>(drive: Drive, call: Effect.Effect<void, E>): Promise<number> => {
+  const more = budget(drive)
+  let completed = 0
+  const worker = Effect.gen(function*() {
+    while (more()) {
+      yield* call
+      completed++
+    }
+  })
+  return Effect.runPromise(
+    Effect.all(Array.from({ length: drive.inflight }, () => worker), { concurrency: "unbounded", discard: true })
+  ).then(() => completed)
+}
+
+const connectLarge = async (port: number): Promise<LargeClient> => {
+  const { BigCheck, BigEcho, Echo, NodeAmp, Responders } = await rpc()
+  const { close, value: amp } = await open(
+    NodeAmp.connect({ _tag: "tcp", host: "127.0.0.1", port }).pipe(Effect.provide(Responders.none))
+  )
+  // Timed loops check the answer's length only (as Twisted's and raw Node's do); BigCheck checks the bytes.
+  const echo = (drive: Drive, text: string) =>
+    fibers(
+      drive,
+      Effect.flatMap(amp.callRemote(Echo, { text }), (r) =>
+        r.text.length === text.length ? Effect.void : Effect.dieMessage(`Echo answered ${r.text.length} characters`))
+    )
+  const bigEcho = (drive: Drive, data: Uint8Array) =>
+    fibers(
+      drive,
+      Effect.flatMap(amp.callRemote(BigEcho, { data }), (r) =>
+        r.data.length === data.length ? Effect.void : Effect.dieMessage(`BigEcho answered ${r.data.length} bytes`))
+    )
+  const bigCheck = (data: Uint8Array) => Effect.runPromise(amp.callRemote(BigCheck, { data }))
+  return { echo, bigEcho, bigCheck, close }
+}
+
+export const adapter: NodeAdapter = { name: "effect-amp", codec, serveSum, serveSlow, serveEcho, connectSum, serveLarge, connectLarge }

@@ -5,8 +5,18 @@
  * flushed by `setImmediate`). No Effect, no validation: the ceiling
  * effect-amp is measured against.
  */
+import { createHash } from "node:crypto"
 import * as net from "node:net"
-import { budget, type CodecAdapter, type Drive, type Fields, type NodeAdapter, type Server, type SumClient } from "./types.js"
+import {
+  budget,
+  type CodecAdapter,
+  type Drive,
+  type Fields,
+  type LargeClient,
+  type NodeAdapter,
+  type Server,
+  type SumClient
+} from "./types.js"
 
 type Box = Record<string, string>
 
@@ -214,4 +224,195 @@ const connectSum = (port: number): Promise<SumClient> =>
     })
   })
 
-export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, serveEcho, connectSum }
+// ---------------------------------------------------------------------------
+// large values
+// ---------------------------------------------------------------------------
+
+type BytesBox = Map<string, Buffer>
+
+/** A field's header at `buf[at..]`: key, value length, header size (2: the box's end); undefined when cut short. */
+const fieldHeader = (buf: Buffer, at: number) => {
+  if (at + 2 > buf.length) return undefined
+  const kl = buf.readUInt16BE(at)
+  if (kl === 0) return { key: "", length: 0, size: 2 }
+  if (at + 4 + kl > buf.length) return undefined
+  return { key: buf.toString("latin1", at + 2, at + 2 + kl), length: buf.readUInt16BE(at + 2 + kl), size: 4 + kl }
+}
+
+/**
+ * An incremental parser for boxes of large values, each value as bytes: a
+ * view of the read when the read holds all of it, else a buffer of its own
+ * that the next reads fill. Every byte is copied at most once (`parser`'s
+ * concatenation of what is left with each read copies a 1 MiB box many times).
+ */
+export const bytesParser = (onBox: (box: BytesBox) => void) => {
+  let box: BytesBox = new Map()
+  /** A header cut by the end of a read (under 260 bytes). */
+  let cut: Buffer | undefined
+  /** A value cut by the end of a read, under `key`, `filled` bytes of it so far. */
+  let value: Buffer | undefined
+  let key = ""
+  let filled = 0
+  return (chunk: Buffer): void => {
+    let at = 0
+    for (;;) {
+      if (value !== undefined) {
+        const n = Math.min(value.length - filled, chunk.length - at)
+        chunk.copy(value, filled, at, at + n)
+        filled += n
+        at += n
+        if (filled < value.length) return
+        box.set(key, value)
+        value = undefined
+      }
+      if (at === chunk.length) return
+      let h: ReturnType<typeof fieldHeader>
+      if (cut === undefined) {
+        h = fieldHeader(chunk, at)
+        if (h === undefined) return void (cut = Buffer.from(chunk.subarray(at)))
+        at += h.size
+      } else {
+        // A header is at most 259 bytes: 260 more than were cut are enough.
+        h = fieldHeader(Buffer.concat([cut, chunk.subarray(at, at + 260)]), 0)
+        if (h === undefined) return void (cut = Buffer.concat([cut, chunk.subarray(at)]))
+        at += h.size - cut.length
+        cut = undefined
+      }
+      if (h.size === 2) {
+        onBox(box)
+        box = new Map()
+      } else if (at + h.length <= chunk.length) {
+        box.set(h.key, chunk.subarray(at, at + h.length))
+        at += h.length
+      } else {
+        key = h.key
+        value = Buffer.allocUnsafe(h.length)
+        filled = 0
+      }
+    }
+  }
+}
+
+const PIECE = 65535
+
+/** `bytes` as BigString fields: `key`, `key.2`, `key.3`... of at most 65535 bytes each (views, not copies). */
+export const bigFields = (key: string, bytes: Uint8Array, out: Record<string, string | Uint8Array> = {}) => {
+  out[key] = bytes.subarray(0, PIECE)
+  for (let at = PIECE, i = 2; at < bytes.length; at += PIECE, i++) out[`${key}.${i}`] = bytes.subarray(at, at + PIECE)
+  return out
+}
+
+/** The BigString under `key`: its pieces joined (one copy); undefined when absent. */
+export const joinBig = (box: BytesBox, key: string): Buffer | undefined => {
+  const first = box.get(key)
+  if (first === undefined) return undefined
+  const parts = [first]
+  for (let i = 2;; i++) {
+    const part = box.get(`${key}.${i}`)
+    if (part === undefined) break
+    parts.push(part)
+  }
+  return parts.length === 1 ? first : Buffer.concat(parts)
+}
+
+/**
+ * A writer that sends everything written in one event-loop turn at once,
+ * as `coalescing` does, but corked (one writev) rather than concatenated:
+ * no copy of megabytes of answers into one more buffer.
+ */
+const corking = (socket: net.Socket) => {
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  return (b: Buffer): void => {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      setImmediate(uncork)
+    }
+    socket.write(b)
+  }
+}
+
+/** Serves Echo (the text's bytes back as they came), BigEcho and BigCheck. */
+const serveLarge = (port: number): Promise<Server> =>
+  listen(port, (socket) => {
+    const write = corking(socket)
+    socket.on("data", bytesParser((box) => {
+      const answer: Record<string, string | Uint8Array> = { _answer: box.get("_ask")!.toString("latin1") }
+      const command = box.get("_command")?.toString("latin1")
+      if (command === "Echo") answer.text = box.get("text") ?? Buffer.alloc(0)
+      else {
+        const data = joinBig(box, "data") ?? Buffer.alloc(0)
+        bigFields("data", data, answer)
+        if (command === "BigCheck") answer.digest = createHash("sha256").update(data).digest("hex")
+      }
+      write(encode(answer))
+    }))
+  })
+
+/** A client of the large commands: callbacks keyed by `_ask` in a Map, as the Sum client's. */
+const connectLarge = (port: number): Promise<LargeClient> =>
+  new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: "127.0.0.1", port })
+    socket.once("error", reject)
+    socket.once("connect", () => {
+      socket.setNoDelay(true)
+      const write = corking(socket)
+      const waiting = new Map<string, (box: BytesBox) => void>()
+      let tag = 0
+      socket.on("data", bytesParser((box) => {
+        const ask = box.get("_answer")!.toString("latin1")
+        const k = waiting.get(ask)
+        waiting.delete(ask)
+        k?.(box)
+      }))
+      const call = (fields: Record<string, string | Uint8Array>, k: (box: BytesBox) => void) => {
+        const ask = (++tag).toString(16)
+        waiting.set(ask, k)
+        write(encode({ _ask: ask, ...fields }))
+      }
+      /** `drive.inflight` workers, each calling and checking the answer (an error message, or undefined) in turn. */
+      const run = (drive: Drive, fields: Record<string, string | Uint8Array>, check: (box: BytesBox) => string | undefined) =>
+        new Promise<number>((done, fail) => {
+          const more = budget(drive)
+          let completed = 0
+          let live = drive.inflight
+          const worker = (): void => {
+            if (!more()) {
+              if (--live === 0) done(completed)
+              return
+            }
+            call(fields, (box) => {
+              const wrong = check(box)
+              if (wrong !== undefined) return fail(new Error(wrong))
+              completed++
+              worker()
+            })
+          }
+          for (let i = 0; i < drive.inflight; i++) worker()
+        })
+      const echo = (drive: Drive, text: string) => {
+        const bytes = Buffer.from(text, "utf8")
+        return run(drive, { _command: "Echo", text: bytes }, (box) => {
+          const n = box.get("text")?.length
+          return n === bytes.length ? undefined : `Echo answered ${n} bytes`
+        })
+      }
+      const bigEcho = (drive: Drive, data: Uint8Array) =>
+        run(drive, bigFields("data", data, { _command: "BigEcho" }), (box) => {
+          const n = joinBig(box, "data")?.length
+          return n === data.length ? undefined : `BigEcho answered ${n} bytes`
+        })
+      const bigCheck = (data: Uint8Array) =>
+        new Promise<{ readonly data: Uint8Array; readonly digest: string }>((ok) =>
+          call(bigFields("data", data, { _command: "BigCheck" }), (box) =>
+            ok({ data: joinBig(box, "data") ?? Buffer.alloc(0), digest: box.get("digest")?.toString("latin1") ?? "" }))
+        )
+      resolve({ echo, bigEcho, bigCheck, close: async () => void socket.destroy() })
+    })
+  })
+
+export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, serveEcho, connectSum, serveLarge, connectLarge }

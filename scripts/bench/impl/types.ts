@@ -38,6 +38,22 @@ export interface SumClient {
   readonly close: () => Promise<void>
 }
 
+/**
+ * A connected client of the large workload's commands: `Echo(text:
+ * Unicode) -> text`, `BigEcho(data: BigString) -> data` and `BigCheck(data:
+ * BigString) -> data, digest: Unicode` (BigString: bytes split across
+ * `data`, `data.2`, `data.3`... in pieces of at most 65535 bytes).
+ */
+export interface LargeClient {
+  /** Echo calls of `text` as `drive` says; rejects on an answer of another length; resolves with the calls completed. */
+  readonly echo: (drive: Drive, text: string) => Promise<number>
+  /** BigEcho calls of `data`, likewise. */
+  readonly bigEcho: (drive: Drive, data: Uint8Array) => Promise<number>
+  /** One BigCheck: what came back, and the SHA-256 (hex) of what the server received. */
+  readonly bigCheck: (data: Uint8Array) => Promise<{ readonly data: Uint8Array; readonly digest: string }>
+  readonly close: () => Promise<void>
+}
+
 /** A listening server. */
 export interface Server {
   readonly port: number
@@ -63,6 +79,10 @@ export interface NodeAdapter {
   readonly serveEcho: (port: number) => Promise<Server>
   /** Connects a Sum client to 127.0.0.1:`port`. */
   readonly connectSum: (port: number) => Promise<SumClient>
+  /** Serves Echo, BigEcho and BigCheck (see {@link LargeClient}) on 127.0.0.1. */
+  readonly serveLarge: (port: number) => Promise<Server>
+  /** Connects a {@link LargeClient} to 127.0.0.1:`port`. */
+  readonly connectLarge: (port: number) => Promise<LargeClient>
 }
 
 /** The stop test of a drive loop: true while another call may start (counts it). */
