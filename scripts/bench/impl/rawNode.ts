@@ -178,51 +178,63 @@ const serveSlow = (port: number, onHandled: () => void): Promise<Server> => {
   })
 }
 
-/** A Sum client: callbacks keyed by `_ask` in a Map. */
-const connectSum = (port: number): Promise<SumClient> =>
+/** A connected socket, Nagle off. */
+const connectTo = (port: number): Promise<net.Socket> =>
   new Promise((resolve, reject) => {
     const socket = net.createConnection({ host: "127.0.0.1", port })
     socket.once("error", reject)
     socket.once("connect", () => {
       socket.setNoDelay(true)
-      const write = coalescing(socket)
-      const waiting = new Map<string, (total: string) => void>()
-      let tag = 0
-      socket.on("data", parser((box) => {
-        const ask = box._answer!
-        const k = waiting.get(ask)
-        waiting.delete(ask)
-        k?.(box.total!)
-      }))
-      const call = (k: (total: string) => void) => {
-        const ask = (++tag).toString(16)
-        waiting.set(ask, k)
-        write(encode({ _command: "Sum", _ask: ask, a: "13", b: "81" }))
-      }
-      const run = (drive: Drive) =>
-        new Promise<number>((done, fail) => {
-          const more = budget(drive)
-          const lat = drive.latencies
-          let completed = 0
-          let live = drive.inflight
-          const worker = (): void => {
-            if (!more()) {
-              if (--live === 0) done(completed)
-              return
-            }
-            const t0 = lat ? performance.now() : 0
-            call((total) => {
-              if (total !== "94") return fail(new Error(`Sum answered ${total}`))
-              if (lat) lat.push(performance.now() - t0)
-              completed++
-              worker()
-            })
-          }
-          for (let i = 0; i < drive.inflight; i++) worker()
-        })
-      resolve({ run, close: async () => void socket.destroy() })
+      resolve(socket)
     })
   })
+
+/**
+ * `drive.inflight` workers, each making one call after another (`call` reports its answer's
+ * fault, or undefined) until the budget is spent; resolves with the calls completed.
+ */
+const workers = (drive: Drive, call: (answered: (wrong: string | undefined) => void) => void): Promise<number> =>
+  new Promise<number>((done, fail) => {
+    const more = budget(drive)
+    const lat = drive.latencies
+    let completed = 0
+    let live = drive.inflight
+    const worker = (): void => {
+      if (!more()) {
+        if (--live === 0) done(completed)
+        return
+      }
+      const t0 = lat ? performance.now() : 0
+      call((wrong) => {
+        if (wrong !== undefined) return fail(new Error(wrong))
+        if (lat) lat.push(performance.now() - t0)
+        completed++
+        worker()
+      })
+    }
+    for (let i = 0; i < drive.inflight; i++) worker()
+  })
+
+/** A Sum client: callbacks keyed by `_ask` in a Map. */
+const connectSum = async (port: number): Promise<SumClient> => {
+  const socket = await connectTo(port)
+  const write = coalescing(socket)
+  const waiting = new Map<string, (total: string) => void>()
+  let tag = 0
+  socket.on("data", parser((box) => {
+    const ask = box._answer!
+    const k = waiting.get(ask)
+    waiting.delete(ask)
+    k?.(box.total!)
+  }))
+  const call = (k: (total: string) => void) => {
+    const ask = (++tag).toString(16)
+    waiting.set(ask, k)
+    write(encode({ _command: "Sum", _ask: ask, a: "13", b: "81" }))
+  }
+  const run = (drive: Drive) => workers(drive, (answered) => call((total) => answered(total === "94" ? undefined : `Sum answered ${total}`)))
+  return { run, close: async () => void socket.destroy() }
+}
 
 // ---------------------------------------------------------------------------
 // large values
@@ -354,65 +366,43 @@ const serveLarge = (port: number): Promise<Server> =>
   })
 
 /** A client of the large commands: callbacks keyed by `_ask` in a Map, as the Sum client's. */
-const connectLarge = (port: number): Promise<LargeClient> =>
-  new Promise((resolve, reject) => {
-    const socket = net.createConnection({ host: "127.0.0.1", port })
-    socket.once("error", reject)
-    socket.once("connect", () => {
-      socket.setNoDelay(true)
-      const write = corking(socket)
-      const waiting = new Map<string, (box: BytesBox) => void>()
-      let tag = 0
-      socket.on("data", bytesParser((box) => {
-        const ask = box.get("_answer")!.toString("latin1")
-        const k = waiting.get(ask)
-        waiting.delete(ask)
-        k?.(box)
-      }))
-      const call = (fields: Record<string, string | Uint8Array>, k: (box: BytesBox) => void) => {
-        const ask = (++tag).toString(16)
-        waiting.set(ask, k)
-        write(encode({ _ask: ask, ...fields }))
-      }
-      /** `drive.inflight` workers, each calling and checking the answer (an error message, or undefined) in turn. */
-      const run = (drive: Drive, fields: Record<string, string | Uint8Array>, check: (box: BytesBox) => string | undefined) =>
-        new Promise<number>((done, fail) => {
-          const more = budget(drive)
-          let completed = 0
-          let live = drive.inflight
-          const worker = (): void => {
-            if (!more()) {
-              if (--live === 0) done(completed)
-              return
-            }
-            call(fields, (box) => {
-              const wrong = check(box)
-              if (wrong !== undefined) return fail(new Error(wrong))
-              completed++
-              worker()
-            })
-          }
-          for (let i = 0; i < drive.inflight; i++) worker()
-        })
-      const echo = (drive: Drive, text: string) => {
-        const bytes = Buffer.from(text, "utf8")
-        return run(drive, { _command: "Echo", text: bytes }, (box) => {
-          const n = box.get("text")?.length
-          return n === bytes.length ? undefined : `Echo answered ${n} bytes`
-        })
-      }
-      const bigEcho = (drive: Drive, data: Uint8Array) =>
-        run(drive, bigFields("data", data, { _command: "BigEcho" }), (box) => {
-          const n = joinBig(box, "data")?.length
-          return n === data.length ? undefined : `BigEcho answered ${n} bytes`
-        })
-      const bigCheck = (data: Uint8Array) =>
-        new Promise<{ readonly data: Uint8Array; readonly digest: string }>((ok) =>
-          call(bigFields("data", data, { _command: "BigCheck" }), (box) =>
-            ok({ data: joinBig(box, "data") ?? Buffer.alloc(0), digest: box.get("digest")?.toString("latin1") ?? "" }))
-        )
-      resolve({ echo, bigEcho, bigCheck, close: async () => void socket.destroy() })
+const connectLarge = async (port: number): Promise<LargeClient> => {
+  const socket = await connectTo(port)
+  const write = corking(socket)
+  const waiting = new Map<string, (box: BytesBox) => void>()
+  let tag = 0
+  socket.on("data", bytesParser((box) => {
+    const ask = box.get("_answer")!.toString("latin1")
+    const k = waiting.get(ask)
+    waiting.delete(ask)
+    k?.(box)
+  }))
+  const call = (fields: Record<string, string | Uint8Array>, k: (box: BytesBox) => void) => {
+    const ask = (++tag).toString(16)
+    waiting.set(ask, k)
+    write(encode({ _ask: ask, ...fields }))
+  }
+  /** Workers calling with `fields` and checking each answer (an error message, or undefined). */
+  const run = (drive: Drive, fields: Record<string, string | Uint8Array>, check: (box: BytesBox) => string | undefined) =>
+    workers(drive, (answered) => call(fields, (box) => answered(check(box))))
+  const echo = (drive: Drive, text: string) => {
+    const bytes = Buffer.from(text, "utf8")
+    return run(drive, { _command: "Echo", text: bytes }, (box) => {
+      const n = box.get("text")?.length
+      return n === bytes.length ? undefined : `Echo answered ${n} bytes`
     })
-  })
+  }
+  const bigEcho = (drive: Drive, data: Uint8Array) =>
+    run(drive, bigFields("data", data, { _command: "BigEcho" }), (box) => {
+      const n = joinBig(box, "data")?.length
+      return n === data.length ? undefined : `BigEcho answered ${n} bytes`
+    })
+  const bigCheck = (data: Uint8Array) =>
+    new Promise<{ readonly data: Uint8Array; readonly digest: string }>((ok) =>
+      call(bigFields("data", data, { _command: "BigCheck" }), (box) =>
+        ok({ data: joinBig(box, "data") ?? Buffer.alloc(0), digest: box.get("digest")?.toString("latin1") ?? "" }))
+    )
+  return { echo, bigEcho, bigCheck, close: async () => void socket.destroy() }
+}
 
 export const adapter: NodeAdapter = { name: "raw node", codec, serveSum, serveSlow, serveEcho, connectSum, serveLarge, connectLarge }
