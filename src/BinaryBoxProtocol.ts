@@ -50,8 +50,8 @@ import {
 } from "./AmpError.js"
 import type { ConnectionEnded } from "./AmpError.js"
 import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
-import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
-import type { DescriptorChannel } from "./internal/descriptors.js"
+import { type ConnectionInfo, type RawConnection, Transport } from "./Transport.js"
+import { type Boundary, type ProtocolInternals, ProtocolInternalsId } from "./internal/protocolInternals.js"
 import { fastPathOf, pump } from "./internal/transportFastPath.js"
 import { lazyField } from "./internal/lazyField.js"
 import { Once } from "./internal/once.js"
@@ -107,10 +107,6 @@ export interface BinaryBoxProtocol {
    * transport is past its high-water mark.
    */
   readonly sendBox: (box: AmpBox) => Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError>
-  /** @internal `sendBox` without the Effect: throws the same errors; never waits. For the dispatcher's hot paths. */
-  readonly unsafeSendBox: (box: AmpBox) => void
-  /** @internal Whether `sendBox` would wait for the transport to drain. */
-  readonly isBlocked: () => boolean
   /** Completes when the transport can take more bytes. */
   readonly writable: Effect.Effect<void, ConnectionLost>
   /**
@@ -137,36 +133,6 @@ export interface BinaryBoxProtocol {
   /** Ends the connection, reporting `reason` as the cause (a protocol violation, say). */
   readonly closeWith: (reason: ConnectionEnded) => Effect.Effect<void>
   readonly info: () => ConnectionInfo
-  /** The transport's descriptor passing, when it has it (for `Argument.Descriptor`). */
-  readonly descriptors?: DescriptorChannel | undefined
-  /** @internal Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
-  readonly boundary: Boundary
-}
-
-/**
- * @internal
- * The private machinery behind `StartTLS` and `ProtocolSwitchCommand`.
- * `startTls` and `switchTo` must run while the reader is held by the receiver
- * (inside the Effect returned by `ampBoxReceived`), or before it starts, so
- * that no byte past the boundary has been parsed.
- */
-export interface Boundary {
-  /** Holds back every box sent from now on until `startTls` or `cancelTls` (the asking side). Throws `OnlyOneTLS`. */
-  readonly prepareTls: () => void
-  /** Flushes plaintext, starts TLS with the bytes read past the boundary, then sends the held boxes. */
-  readonly startTls: (options: TlsOptions) => Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError>
-  /** The StartTLS request failed: send the held boxes in plaintext. (Twisted leaves them stuck.) */
-  readonly cancelTls: () => void
-  /** Refuses further `sendBox` with `ProtocolSwitched` (the side that asked to switch). Throws `ProtocolSwitched` once switched. */
-  readonly lockForSwitch: () => void
-  /** The switch was refused: boxes may flow again (Twisted's `_unlockFromSwitch`). */
-  readonly unlockFromSwitch: () => void
-  /** Flushes, stops reading boxes, and gives the raw connection (with every byte read past the boundary) away. */
-  readonly switchTo: Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched>
-  /** Whether TLS has started (or is being prepared) on this connection. */
-  readonly isTlsActive: () => boolean
-  /** Whether the transport can start TLS at all (see `Transport.canStartTls`). */
-  readonly canStartTls: boolean
 }
 
 /**
@@ -654,18 +620,16 @@ export const make = (
     // `boxes` is made when first read: the dispatcher receives boxes itself, and a Stream costs per connection.
     const protocol: BinaryBoxProtocol = withBoxes({
       sendBox,
-      unsafeSendBox,
-      isBlocked,
       writable,
       startReceivingBoxes,
       receiveBoxes,
       ended: endOnce.await,
       close,
       closeWith,
-      info: () => transport.info(),
-      descriptors: fast.descriptors,
-      boundary
+      info: () => transport.info()
     }, makeBoxes)
+    const internals: ProtocolInternals = { unsafeSendBox, isBlocked, boundary, descriptors: fast.descriptors }
+    Object.defineProperty(protocol, ProtocolInternalsId, { value: internals, enumerable: false })
     return protocol
   })
 

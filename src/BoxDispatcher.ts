@@ -59,6 +59,7 @@ import { writeFields } from "./internal/fields.js"
 import type { Answering, Asking } from "./internal/boundaryCommand.js"
 import * as Descriptors from "./internal/descriptors.js"
 import { quoteKey } from "./internal/messages.js"
+import { internalsOf } from "./internal/protocolInternals.js"
 import * as ScopedFibers from "./internal/scopedFibers.js"
 import type { TlsOptions } from "./Transport.js"
 
@@ -207,8 +208,8 @@ const build = (
 ): Effect.Effect<{ readonly amp: Amp; readonly receiver: BoxReceiver }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxConcurrent = options?.maxConcurrentCommands ?? 256
-    const fallback = options?.defaultStartTls !== false && protocol.boundary.canStartTls ? fallbackWithTls : undefined
-    const fds = protocol.descriptors
+    const fallback = options?.defaultStartTls !== false && internalsOf(protocol).boundary.canStartTls ? fallbackWithTls : undefined
+    const fds = internalsOf(protocol).descriptors
     const maxOutstanding = options?.maxOutstandingCalls ?? 65536
     const defaultTimeout = options?.defaultTimeout
     const tracing = options?.tracing ?? (yield* Effect.tracer) !== builtInTracer
@@ -316,7 +317,7 @@ const build = (
      */
     const emit = (box: AmpBox): EncodeError | undefined => {
       try {
-        protocol.unsafeSendBox(box)
+        internalsOf(protocol).unsafeSendBox(box)
       } catch (e) {
         if (isEncodeError(e)) return e
         if (e instanceof ConnectionLost || e instanceof ProtocolSwitched) return undefined
@@ -544,7 +545,7 @@ const build = (
 
     /** What a command that changes the connection may do from the reader, for `command` asked with `ask`. */
     const answering = (command: Command.Any, ask: Uint8Array | undefined): Answering => ({
-      boundary: protocol.boundary,
+      boundary: internalsOf(protocol).boundary,
       asked: ask !== undefined,
       answer: () => {
         if (ask !== undefined) emit(new BoxBuilder().set("_answer", ask).build())
@@ -666,7 +667,7 @@ const build = (
         const p = new Pending<A, E>(command, name, cm === undefined ? resume : cm.track(command, name, resume), decode, fiber)
         if (atBoundary !== undefined) p.atBoundary = atBoundary((exit) => p.resume(exit))
         try {
-          protocol.unsafeSendBox(fields.build())
+          internalsOf(protocol).unsafeSendBox(fields.build())
         } catch (e) {
           return refuse(command, name, resume, e as CallFailure)
         }
@@ -679,7 +680,7 @@ const build = (
           })
         }
       })
-      const sent = protocol.isBlocked() ? Effect.zipRight(protocol.writable, call) : call
+      const sent = internalsOf(protocol).isBlocked() ? Effect.zipRight(protocol.writable, call) : call
       return t === undefined
         ? sent
         : Effect.timeoutFail(sent, { duration: t, onTimeout: () => timedOut(name, Duration.toMillis(t)) })
@@ -714,7 +715,7 @@ const build = (
 
     /** What StartTLS and switches need to ask (see internal/boundaryCommand). */
     const asking: Asking = {
-      boundary: protocol.boundary,
+      boundary: internalsOf(protocol).boundary,
       ask: <E>(
         command: Command.Any,
         build: () => BoxBuilder,
