@@ -17,21 +17,15 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
-import * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
-import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { AmpBox } from "./AmpBox.js"
@@ -39,25 +33,21 @@ import * as AmpMetrics from "./AmpMetrics.js"
 import {
   ConnectionLost,
   type EncodeError,
-  isDecodeError,
   isEncodeError,
   OnlyOneTLS,
-  PartialBoxTimeout,
-  type PeerVerifyError,
   ProtocolSwitched,
   type TlsError,
   TransportUnsupported
 } from "./AmpError.js"
 import type { ConnectionEnded } from "./AmpError.js"
-import { BoxDecoder, type DecoderLimits, encodedLength, BoxWriter } from "./BoxCodec.js"
+import type { DecoderLimits } from "./BoxCodec.js"
 import { type ConnectionInfo, type RawConnection, type TlsOptions, type TlsUpgrade, Transport } from "./Transport.js"
+import { type Connection, Reader } from "./internal/boxReader.js"
+import { Sender } from "./internal/boxSender.js"
 import type { DescriptorChannel } from "./internal/descriptors.js"
-import { fastPathOf, pump } from "./internal/transportFastPath.js"
-import { lazyField } from "./internal/lazyField.js"
 import { Once } from "./internal/once.js"
-
-/** Protocols whose `boxes` is made on first read (see internal/lazyField). */
-const withBoxes = lazyField("boxes")
+import { type Boundary, type ProtocolInternals, ProtocolInternalsId } from "./internal/protocolInternals.js"
+import { type FastPath, fastPathOf, pump } from "./internal/transportFastPath.js"
 
 /**
  * Where received boxes go (Twisted's `IBoxReceiver`).
@@ -107,10 +97,6 @@ export interface BinaryBoxProtocol {
    * transport is past its high-water mark.
    */
   readonly sendBox: (box: AmpBox) => Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError>
-  /** @internal `sendBox` without the Effect: throws the same errors; never waits. For the dispatcher's hot paths. */
-  readonly unsafeSendBox: (box: AmpBox) => void
-  /** @internal Whether `sendBox` would wait for the transport to drain. */
-  readonly isBlocked: () => boolean
   /** Completes when the transport can take more bytes. */
   readonly writable: Effect.Effect<void, ConnectionLost>
   /**
@@ -137,36 +123,6 @@ export interface BinaryBoxProtocol {
   /** Ends the connection, reporting `reason` as the cause (a protocol violation, say). */
   readonly closeWith: (reason: ConnectionEnded) => Effect.Effect<void>
   readonly info: () => ConnectionInfo
-  /** The transport's descriptor passing, when it has it (for `Argument.Descriptor`). */
-  readonly descriptors?: DescriptorChannel | undefined
-  /** @internal Operations at a box boundary, used by the StartTLS and protocol-switch commands. */
-  readonly boundary: Boundary
-}
-
-/**
- * @internal
- * The private machinery behind `StartTLS` and `ProtocolSwitchCommand`.
- * `startTls` and `switchTo` must run while the reader is held by the receiver
- * (inside the Effect returned by `ampBoxReceived`), or before it starts, so
- * that no byte past the boundary has been parsed.
- */
-export interface Boundary {
-  /** Holds back every box sent from now on until `startTls` or `cancelTls` (the asking side). Throws `OnlyOneTLS`. */
-  readonly prepareTls: () => void
-  /** Flushes plaintext, starts TLS with the bytes read past the boundary, then sends the held boxes. */
-  readonly startTls: (options: TlsOptions) => Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError>
-  /** The StartTLS request failed: send the held boxes in plaintext. (Twisted leaves them stuck.) */
-  readonly cancelTls: () => void
-  /** Refuses further `sendBox` with `ProtocolSwitched` (the side that asked to switch). Throws `ProtocolSwitched` once switched. */
-  readonly lockForSwitch: () => void
-  /** The switch was refused: boxes may flow again (Twisted's `_unlockFromSwitch`). */
-  readonly unlockFromSwitch: () => void
-  /** Flushes, stops reading boxes, and gives the raw connection (with every byte read past the boundary) away. */
-  readonly switchTo: Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched>
-  /** Whether TLS has started (or is being prepared) on this connection. */
-  readonly isTlsActive: () => boolean
-  /** Whether the transport can start TLS at all (see `Transport.canStartTls`). */
-  readonly canStartTls: boolean
 }
 
 /**
@@ -178,100 +134,300 @@ export const BinaryBoxProtocol: Context.Tag<BinaryBoxProtocol, BinaryBoxProtocol
   BinaryBoxProtocol
 >("effect-amp/BinaryBoxProtocol")
 
-const schedule: (f: () => void) => void = typeof setImmediate === "function"
-  ? (f) => {
-    setImmediate(f)
-  }
-  : (f) => {
-    setTimeout(f, 0)
-  }
-
 type End = ConnectionEnded | ProtocolSwitched
-type ReadError = ConnectionLost | TlsError | PeerVerifyError
-
-/** A connection holding a partial box, as a {@link Sweeper} sees it. */
-interface Watched {
-  /** When its unfinished box began (clock millis); undefined once there is none. */
-  readonly since: () => number | undefined
-  /** The box has been held too long: ends the connection; the Effect closes the transport. */
-  readonly expire: () => Effect.Effect<void>
-}
 
 /**
- * Ends connections whose partial box has outlived `millis`: one fiber for
- * every connection on a clock with that timeout, alive only while some
- * connection holds a partial box (a fiber per connection costs kilobytes,
- * and a timer per read would cost a timer per read: large values straddle
- * nearly every one). It sleeps on the connections' own clock, so a
- * `TestClock` drives it. Deadlines on one clock and one timeout only grow
- * with time, so a connection added while it sleeps is never due before it wakes.
+ * Who the connection belongs to: AMP (`open`); nobody while our switch request waits for
+ * its answer (`asked`: the bytes after it may be the new protocol's); the new protocol
+ * (`handedOver`: the transport is no longer ours to write to or close).
  */
-class Sweeper {
-  private readonly watched = new Set<Watched>()
-  private running = false
+type Owner = "open" | "asked" | "handedOver"
 
-  constructor(private readonly clock: Clock.Clock, private readonly millis: number) {}
+/** TLS on this connection: none yet; our StartTLS asked (our boxes are held); started. */
+type Tls = "off" | "asked" | "on"
 
-  /** Watches `w`; true when the caller must fork {@link sweep} (none runs). */
-  add(w: Watched): boolean {
-    this.watched.add(w)
-    if (this.running) return false
-    this.running = true
-    return true
+const alreadyReceiving = (): Effect.Effect<void> => Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
+
+/** The boxes as a Stream: a receiver that feeds a mailbox. */
+const boxesOf = (protocol: Protocol, capacity: number): Stream.Stream<AmpBox, End> =>
+  Stream.unwrap(Effect.flatMap(Mailbox.make<AmpBox, End>({ capacity }), (mailbox) =>
+    Effect.as(
+      protocol.startReceivingBoxes({
+        ampBoxReceived: (box) => (mailbox.unsafeOffer(box) ? undefined : Effect.asVoid(mailbox.offer(box))),
+        stopReceivingBoxes: (reason) => {
+          mailbox.unsafeDone(reason._tag === "ConnectionLost" && reason.reason === "closed" ? Exit.void : Exit.fail(reason))
+        }
+      }),
+      Mailbox.toStream(mailbox)
+    )))
+
+/**
+ * One connection's protocol. Its behaviour is on the prototype, so that a connection costs its
+ * fields, not a closure per step. It is also its own {@link ProtocolInternals} and {@link Boundary}
+ * (reached through `internalsOf`, never through the public type).
+ */
+class Protocol implements BinaryBoxProtocol, ProtocolInternals, Boundary, Connection {
+  readonly sender: Sender
+  readonly reader: Reader
+  private readonly end = new Once<End>()
+  /** Why the connection ended; undefined while it is open. */
+  ending: End | undefined = undefined
+  private owner: Owner = "open"
+  private tls: Tls = "off"
+  private readerFiber: Fiber.RuntimeFiber<void> | undefined = undefined
+
+  constructor(
+    readonly transport: Transport,
+    readonly fast: FastPath,
+    readonly scope: Scope.Scope,
+    private readonly options: Options | undefined,
+    metrics: AmpMetrics.ConnectionRecorder | undefined,
+    clock: Clock.Clock
+  ) {
+    this.sender = new Sender(fast, options?.maxBatchBytes ?? 256 * 1024, options?.trace, metrics)
+    this.reader = new Reader(this, options, Duration.toMillis(options?.partialBoxTimeout ?? Duration.seconds(60)), clock)
   }
 
-  remove(w: Watched): void {
-    this.watched.delete(w)
+  get [ProtocolInternalsId](): ProtocolInternals {
+    return this
   }
 
-  /** Ends the connections due; the millis until the next is due, or -1 (and not running) when none is left. */
-  private step(): { readonly wait: number; readonly closes: Array<Effect.Effect<void>> } {
-    const now = this.clock.unsafeCurrentTimeMillis()
-    let next = Infinity
-    const closes: Array<Effect.Effect<void>> = []
-    for (const w of this.watched) {
-      const since = w.since()
-      if (since === undefined) {
-        this.watched.delete(w)
-      } else if (since + this.millis <= now) {
-        this.watched.delete(w)
-        closes.push(w.expire())
-      } else if (since + this.millis < next) {
-        next = since + this.millis
+  // --- sending -------------------------------------------------------------
+
+  unsafeSendBox(box: AmpBox): void {
+    if (this.owner !== "open") throw new ProtocolSwitched({})
+    if (this.ending !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
+    this.sender.send(box)
+  }
+
+  isBlocked(): boolean {
+    return this.sender.isBlocked()
+  }
+
+  get writable(): Effect.Effect<void, ConnectionLost> {
+    return Effect.suspend(() => this.sender.writable())
+  }
+
+  // --- the public functions --------------------------------------------------
+  // Getters that hand out a function bound to this protocol, made at the first read: a caller may
+  // take one out of the protocol (`Effect.forEach(boxes, protocol.sendBox)`), and a connection that
+  // never reads one pays nothing for it.
+
+  private bound: {
+    sendBox?: BinaryBoxProtocol["sendBox"]
+    startReceivingBoxes?: BinaryBoxProtocol["startReceivingBoxes"]
+    receiveBoxes?: (receiver: BoxReceiver) => Effect.Effect<void>
+    closeWith?: BinaryBoxProtocol["closeWith"]
+    info?: BinaryBoxProtocol["info"]
+  } | undefined = undefined
+
+  get sendBox(): BinaryBoxProtocol["sendBox"] {
+    return (this.bound ??= {}).sendBox ??= (box) => this.send(box)
+  }
+
+  get startReceivingBoxes(): BinaryBoxProtocol["startReceivingBoxes"] {
+    return (this.bound ??= {}).startReceivingBoxes ??= (r) => this.receiveInFiber(r)
+  }
+
+  get receiveBoxes(): (receiver: BoxReceiver) => Effect.Effect<void> {
+    return (this.bound ??= {}).receiveBoxes ??= (r) => this.receiveHere(r)
+  }
+
+  get closeWith(): BinaryBoxProtocol["closeWith"] {
+    return (this.bound ??= {}).closeWith ??= (reason) => Effect.suspend(() => this.endNow(reason))
+  }
+
+  get info(): BinaryBoxProtocol["info"] {
+    return (this.bound ??= {}).info ??= () => this.transport.info()
+  }
+
+  /** `sendBox`: waits while the transport is past its mark, then sends. */
+  send(box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> {
+    const send = Effect.suspend(() => this.trySend(box))
+    return this.isBlocked() ? Effect.zipRight(this.writable, send) : send
+  }
+
+  /** `unsafeSendBox` as an Effect; a throw other than its documented refusals is a defect. */
+  private trySend(box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> {
+    try {
+      this.unsafeSendBox(box)
+      return Effect.void
+    } catch (e) {
+      if (e instanceof ProtocolSwitched || e instanceof ConnectionLost || isEncodeError(e)) return Effect.fail(e)
+      throw e
+    }
+  }
+
+  get descriptors(): DescriptorChannel | undefined {
+    return this.fast.descriptors
+  }
+
+  // --- receiving -----------------------------------------------------------
+
+  /** Takes `r` as the receiver: the reader to run, or undefined when the connection has ended already. */
+  private begin(r: BoxReceiver, inline: boolean): Effect.Effect<void> | undefined {
+    if (this.ending !== undefined) {
+      this.reader.receiver = r
+      r.stopReceivingBoxes(this.ending)
+      return undefined
+    }
+    return this.reader.run(r, inline)
+  }
+
+  /** `startReceivingBoxes`: the reader in a fiber of the protocol's scope. */
+  receiveInFiber(r: BoxReceiver): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.reader.receiver !== undefined) return alreadyReceiving()
+      const run = this.begin(r, false)
+      if (run === undefined) return Effect.void
+      // Interruptible even when started in an acquire: the scope's close interrupts the reader.
+      return Effect.map(Effect.forkIn(Effect.interruptible(run), this.scope), (f) => {
+        this.readerFiber = f
+      })
+    })
+  }
+
+  /** `receiveBoxes`: the reader in the caller's fiber. */
+  receiveHere(r: BoxReceiver): Effect.Effect<void> {
+    return Effect.suspend(() => (this.reader.receiver !== undefined ? alreadyReceiving() : this.begin(r, true) ?? Effect.void))
+  }
+
+  /** Made when read: the dispatcher receives boxes itself, and a Stream costs per connection. */
+  get boxes(): Stream.Stream<AmpBox, End> {
+    return boxesOf(this, this.options?.boxBuffer ?? 1024)
+  }
+
+  // --- the end -------------------------------------------------------------
+
+  get ended(): Effect.Effect<End> {
+    return this.end.await
+  }
+
+  isStopped(): boolean {
+    return this.owner === "handedOver" || this.ending !== undefined
+  }
+
+  finish(reason: End): void {
+    if (this.ending !== undefined) return
+    this.ending = reason
+    this.reader.unwatch()
+    this.sender.metrics?.closed()
+    this.end.done(Exit.succeed(reason))
+    this.reader.receiver?.stopReceivingBoxes(reason)
+  }
+
+  private get closeTransport(): Effect.Effect<void> {
+    return this.fast.close ?? this.transport.close
+  }
+
+  endNow(reason: ConnectionEnded): Effect.Effect<void> {
+    this.sender.flush()
+    this.finish(reason)
+    return this.owner === "handedOver" ? Effect.void : this.closeTransport
+  }
+
+  // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => this.endNow(new ConnectionLost({ reason: "closed by us" })))
+  }
+
+  /** The scope's finalizer: writes what was sent and closes (unless handed over), stops the reader, ends. */
+  finalize(): Effect.Effect<void> {
+    let closing: Effect.Effect<void> = Effect.void
+    if (this.owner !== "handedOver") {
+      this.sender.flush()
+      closing = this.closeTransport
+    }
+    return Effect.zipRight(closing, Effect.suspend(() => this.afterClose()))
+  }
+
+  private afterClose(): Effect.Effect<void> {
+    const ended = Effect.sync(() => {
+      if (this.ending === undefined) this.finish(new ConnectionLost({ reason: "closed by us" }))
+    })
+    return this.readerFiber === undefined ? ended : Effect.zipRight(Fiber.interrupt(this.readerFiber), ended)
+  }
+
+  // --- boundaries ----------------------------------------------------------
+
+  get boundary(): Boundary {
+    return this
+  }
+
+  get canStartTls(): boolean {
+    return this.transport.canStartTls === true
+  }
+
+  isTlsActive(): boolean {
+    return this.tls !== "off"
+  }
+
+  prepareTls(): void {
+    if (this.tls !== "off") throw new OnlyOneTLS({})
+    this.tls = "asked"
+    this.sender.hold()
+  }
+
+  startTls(options: TlsOptions): Effect.Effect<TlsUpgrade, OnlyOneTLS | TransportUnsupported | TlsError> {
+    return Effect.suspend(() => {
+      if (this.tls === "on") return Effect.fail(new OnlyOneTLS({}))
+      const startTls = this.transport.startTls
+      if (startTls === undefined) {
+        return Effect.fail(new TransportUnsupported({ operation: "StartTLS", transport: this.transport.info().kind }))
       }
-    }
-    if (next === Infinity) this.running = false
-    return { wait: next === Infinity ? -1 : next - now, closes }
+      this.tls = "on"
+      this.sender.flush()
+      const leftover = this.reader.decoder.takeLeftover()
+      return Effect.tap(startTls(options, leftover), () => this.sender.release(true))
+    })
   }
 
-  readonly sweep: Effect.Effect<void> = Effect.gen(this, function*() {
-    for (;;) {
-      const { closes, wait } = this.step()
-      // Closing waits for the peer (up to the transport's close timeout): not in the sweeper's way.
-      if (closes.length > 0) yield* Effect.forkDaemon(Effect.all(closes, { concurrency: "unbounded", discard: true }))
-      if (wait < 0) return
-      yield* this.clock.sleep(Duration.millis(wait))
+  cancelTls(): void {
+    if (this.tls === "asked") this.tls = "off"
+    this.sender.release(this.ending === undefined && this.owner === "open")
+  }
+
+  lockForSwitch(): void {
+    if (this.owner === "handedOver") throw new ProtocolSwitched({ detail: "protocol already switched" })
+    this.owner = "asked"
+  }
+
+  unlockFromSwitch(): void {
+    if (this.owner === "asked") this.owner = "open"
+  }
+
+  get switchTo(): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> {
+    return Effect.suspend(() => this.handOver())
+  }
+
+  private handOver(): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> {
+    if (this.owner === "handedOver") return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
+    const detach = this.transport.detach
+    if (detach === undefined) {
+      const unsupported = new TransportUnsupported({ operation: "detach", transport: this.transport.info().kind })
+      return Effect.zipRight(this.switchFailed(unsupported), Effect.fail(unsupported))
     }
-  }).pipe(Effect.onInterrupt(() => Effect.sync(() => (this.running = false))))
-}
+    this.sender.flush()
+    this.owner = "handedOver"
+    const leftover = this.reader.decoder.takeLeftover()
+    return Effect.tapBoth(detach(leftover), {
+      onSuccess: () => Effect.sync(() => this.finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))),
+      onFailure: (e) => this.switchFailed(e)
+    })
+  }
 
-/** The sweepers, by clock and timeout. */
-const sweepers = new WeakMap<Clock.Clock, Map<number, Sweeper>>()
-const sweeperFor = (clock: Clock.Clock, millis: number): Sweeper => {
-  let byMillis = sweepers.get(clock)
-  if (byMillis === undefined) sweepers.set(clock, byMillis = new Map())
-  let sweeper = byMillis.get(millis)
-  if (sweeper === undefined) byMillis.set(millis, sweeper = new Sweeper(clock, millis))
-  return sweeper
-}
-
-/** Boxes held back while our StartTLS waits for its answer. */
-interface Held {
-  readonly boxes: Array<AmpBox>
-  /** Their encoded bytes: past `maxBatchBytes`, senders wait for the handshake as they would for the socket. */
-  bytes: number
-  /** Completed when they are released (sent on TLS, or in plaintext when the StartTLS failed). */
-  released: Deferred.Deferred<void> | undefined
+  /**
+   * The switch was asked or answered but the transport cannot let go: the connection is of no
+   * further use to AMP, and is still ours to end (after what was sent).
+   */
+  private switchFailed(e: TransportUnsupported): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.owner = "open"
+      return this.endNow(
+        new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e })
+      )
+    })
+  }
 }
 
 /**
@@ -284,390 +440,24 @@ export const make = (
   transport: Transport,
   options?: Options
 ): Effect.Effect<BinaryBoxProtocol, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const scope = yield* Effect.scope
+  Effect.flatMap(Effect.scope, (scope) => {
     // Our transports' internal fast path; a transport of the user's gets a queue in front of its `write`.
-    const fast = fastPathOf(transport) ?? (yield* pump(transport))
-    const closeTransport = fast.close ?? transport.close
-    const decoder = new BoxDecoder(options)
-    const trace = options?.trace
-    const maxBatchBytes = options?.maxBatchBytes ?? 256 * 1024
-    const endOnce = new Once<End>()
-    // Read once: with metrics off, reads and writes test `metrics` and do nothing more.
-    const metrics = (yield* FiberRef.get(AmpMetrics.enabled)) ? AmpMetrics.connectionRecorder : undefined
-    metrics?.opened()
-
-    // --- sending -----------------------------------------------------------
-    // Boxes are encoded as they are sent, into a reused slab; large values are not copied.
-    const writer = new BoxWriter()
-    let flushScheduled = false
-    let blocked = false
-    /**
-     * Who the connection belongs to: AMP (`open`); nobody while our switch request waits for
-     * its answer (`asked`: the bytes after it may be the new protocol's); the new protocol
-     * (`handedOver`: the transport is no longer ours to write to or close).
-     */
-    let owner: "open" | "asked" | "handedOver" = "open"
-    let endReason: End | undefined
-    /** Our boxes held back while our StartTLS waits for its answer; undefined when none are. */
-    let held: Held | undefined
-    let tlsStarted = false
-
-    // Everything handed to `sendBox` is written, even once the end is known: a close we start
-    // writes what was sent first (Twisted's `loseConnection`); a transport whose peer has gone
-    // drops the bytes itself.
-    const flush = (): void => {
-      flushScheduled = false
-      if (writer.size === 0) return
-      metrics?.sent(writer.size)
-      const chunks = writer.take()
-      const ok = chunks.length === 1
-        ? fast.offer(chunks[0]!)
-        : fast.offerv !== undefined
-        ? fast.offerv(chunks)
-        : chunks.reduce((ok, c) => fast.offer(c) && ok, true)
-      if (!ok) blocked = true
-    }
-
-    const enqueue = (box: AmpBox): void => {
-      writer.add(box)
-      // A producer that never yields would otherwise pile a whole turn's boxes up here:
-      // past the batch limit, write now, so `blocked` (and with it `sendBox`) holds it back.
-      if (writer.size >= maxBatchBytes) return flush()
-      if (!flushScheduled) {
-        flushScheduled = true
-        schedule(flush)
-      }
-    }
-
-    const unsafeSendBox = (box: AmpBox): void => {
-      if (owner !== "open") throw new ProtocolSwitched({})
-      if (endReason !== undefined) throw new ConnectionLost({ reason: "closed", detail: "cannot send: the connection has ended" })
-      if (held !== undefined) {
-        held.bytes += encodedLength(box)
-        held.boxes.push(box)
-      } else {
-        enqueue(box)
-      }
-      // Traced once it is queued for the socket: a box refused above (ended, too long) was never sent.
-      if (trace !== undefined) trace("sent", box)
-    }
-
-    const heldFull = (): boolean => held !== undefined && held.bytes >= maxBatchBytes
-    const isBlocked = (): boolean => blocked || heldFull()
-
-    const transportWritable = Effect.tap(Effect.suspend(() => fast.writable), () => Effect.sync(() => (blocked = false)))
-    const writable: Effect.Effect<void, ConnectionLost> = Effect.suspend(() => {
-      if (heldFull()) {
-        const h = held!
-        h.released ??= Deferred.unsafeMake(FiberId.none)
-        return Effect.zipRight(Deferred.await(h.released), writable)
-      }
-      return blocked ? transportWritable : Effect.void
-    })
-
-    /** Sends the boxes held while a StartTLS was pending (on TLS, or in plaintext when it failed). */
-    const releaseHeld = (send: boolean): void => {
-      const h = held
-      held = undefined
-      if (h === undefined) return
-      if (send) for (const b of h.boxes) enqueue(b)
-      if (h.released !== undefined) Deferred.unsafeDone(h.released, Exit.void)
-    }
-
-    /** `unsafeSendBox` as an Effect; a throw other than its documented refusals is a defect. */
-    const trySend = (box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> => {
-      try {
-        unsafeSendBox(box)
-        return Effect.void
-      } catch (e) {
-        if (e instanceof ProtocolSwitched || e instanceof ConnectionLost || isEncodeError(e)) return Effect.fail(e)
-        throw e
-      }
-    }
-    const sendBox = (box: AmpBox): Effect.Effect<void, ProtocolSwitched | ConnectionLost | EncodeError> =>
-      isBlocked() ? Effect.zipRight(writable, Effect.suspend(() => trySend(box))) : Effect.suspend(() => trySend(box))
-
-    // --- the end -----------------------------------------------------------
-    let receiver: BoxReceiver | undefined
-    const finish = (reason: End): void => {
-      if (endReason !== undefined) return
-      endReason = reason
-      sweeper?.remove(watched)
-      metrics?.closed()
-      endOnce.done(Exit.succeed(reason))
-      receiver?.stopReceivingBoxes(reason)
-    }
-
-    // --- reading -----------------------------------------------------------
-    let readerFiber: Fiber.RuntimeFiber<void> | undefined
-
-    const partialBoxMillis = Duration.toMillis(options?.partialBoxTimeout ?? Duration.seconds(60))
-    /** When the unfinished box in the decoder began (clock millis), or undefined at a box boundary. */
-    let partialSince: number | undefined
-    /** Who ends this connection once its partial box is too old; made at the first partial box. */
-    let sweeper: Sweeper | undefined
-    /**
-     * The reader only stamps `partialSince` and joins the sweeper of its clock, so that a read
-     * costs no timer (large values straddle nearly every read) and an idle connection no fiber.
-     */
-    const watched: Watched = {
-      since: () => (endReason === undefined ? partialSince : undefined),
-      expire: () => {
-        const reason = new PartialBoxTimeout({ millis: partialBoxMillis, buffered: decoder.buffered, boxOffset: decoder.boxOffset })
-        flush()
-        finish(reason)
-        return closeTransport
-      }
-    }
-
-    /** The decoder's refusal ends the connection, after everything already sent. */
-    const refuse = (e: unknown): Effect.Effect<void> => {
-      if (!isDecodeError(e)) throw e // a bug in the decoder: a defect, reported by the reader's catch-all
-      flush()
-      finish(e)
-      return closeTransport
-    }
-
-    /**
-     * A receiver's hold, for a reader in its caller's fiber: it gives up once the connection
-     * has ended (not switched: a switch is completed by the hold itself), as a reader fiber of
-     * its own is interrupted when the connection's scope closes. A hold (a drain's, a responder
-     * that never answers) must not keep a dead connection's handler running.
-     */
-    const untilEnd = (hold: Effect.Effect<void>): Effect.Effect<void> =>
-      Effect.raceFirst(
-        hold,
-        Effect.flatMap(endOnce.await, (reason) => (reason._tag === "ProtocolSwitched" ? Effect.never : Effect.void))
-      )
-
-    /**
-     * Reads, decodes and delivers boxes until the connection ends. A chain of effects, not
-     * Effect.gen: it lives as long as the connection, and a generator per connection keeps
-     * its registers, its function and a prototype and shape of its own alive with it.
-     */
-    const reader = (r: BoxReceiver, inline: boolean): Effect.Effect<void> =>
-      Effect.flatMap(Effect.clock, (clock) => {
-        /** Delivers what the decoder holds, then pushes `chunks` from `next` on, box by box; then reads again. */
-        const work = (chunks: ReadonlyArray<Uint8Array>, next: number, completed: boolean): Effect.Effect<void> => {
-          for (;;) {
-            for (;;) {
-              let box: AmpBox | undefined
-              try {
-                box = decoder.next()
-              } catch (e) {
-                // Twisted drops the connection on a key length over 255; so do we, after the boxes before it.
-                return refuse(e)
-              }
-              if (box === undefined) break
-              completed = true
-              // Backpressure: past the transport's high-water mark, no new box is dispatched until it drains.
-              if (isBlocked()) {
-                const ready = box
-                return Effect.flatMap(Effect.either(writable), (drained) =>
-                  drained._tag === "Left" ? Effect.sync(() => finish(drained.left)) : deliver(ready, chunks, next))
-              }
-              if (trace !== undefined) trace("received", box)
-              const hold = r.ampBoxReceived(box)
-              if (hold !== undefined) return Effect.flatMap(inline ? untilEnd(hold) : hold, () => goOn(chunks, next))
-              if (owner === "handedOver" || endReason !== undefined) return Effect.void
-            }
-            if (next === chunks.length) break
-            const bytes = chunks[next++]!
-            metrics?.received(bytes.length)
-            decoder.push(bytes)
-          }
-          if (!decoder.midBox) {
-            if (partialSince !== undefined) {
-              partialSince = undefined
-              sweeper?.remove(watched)
-            }
-          } else if (completed || partialSince === undefined) {
-            partialSince = clock.unsafeCurrentTimeMillis()
-            if (partialBoxMillis !== Infinity) {
-              sweeper ??= sweeperFor(clock, partialBoxMillis)
-              if (sweeper.add(watched)) return Effect.zipRight(Effect.forkDaemon(sweeper.sweep), read)
-            }
-          }
-          return read
-        }
-        /** `box` once the transport has drained. */
-        const deliver = (box: AmpBox, chunks: ReadonlyArray<Uint8Array>, next: number): Effect.Effect<void> => {
-          if (trace !== undefined) trace("received", box)
-          const hold = r.ampBoxReceived(box)
-          if (hold !== undefined) return Effect.flatMap(inline ? untilEnd(hold) : hold, () => goOn(chunks, next))
-          return goOn(chunks, next)
-        }
-        const goOn = (chunks: ReadonlyArray<Uint8Array>, next: number): Effect.Effect<void> =>
-          owner === "handedOver" || endReason !== undefined ? Effect.void : work(chunks, next, true)
-        const received = (pulled: Either.Either<ReadonlyArray<Uint8Array> | undefined, ReadError>): Effect.Effect<void> => {
-          if (pulled._tag === "Left") return Effect.sync(() => finish(pulled.left))
-          if (pulled.right === undefined) {
-            // Clean end of the byte stream: a partial box is an error, as in Twisted's loss of a half box.
-            try {
-              decoder.end()
-            } catch (e) {
-              if (!isDecodeError(e)) throw e
-              finish(e)
-              return Effect.void
-            }
-            finish(new ConnectionLost({ reason: "closed" }))
-            return Effect.void
-          }
-          return work(pulled.right, 0, false)
-        }
-        // Prefer the transport's direct queue (no channel step per read); fall back to pulling its Stream.
-        let read: Effect.Effect<void>
-        if (fast.takeChunks !== undefined) {
-          read = Effect.flatMap(Effect.either(fast.takeChunks), received)
-          return read
-        }
-        return Effect.flatMap(Scope.extend(Stream.toPull(transport.incoming), scope), (pull) => {
-          const take: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ReadError> = Effect.matchEffect(pull, {
-            onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
-            onSuccess: (chunk) => Effect.succeed(Chunk.toReadonlyArray(chunk))
-          })
-          read = Effect.flatMap(Effect.either(take), received)
-          return read
-        })
-      })
-
-    /** Takes `r` as the receiver: the reader to run, or undefined when the connection has ended already. */
-    const begin = (r: BoxReceiver, inline: boolean): Effect.Effect<void> | undefined => {
-      receiver = r
-      if (endReason !== undefined) {
-        r.stopReceivingBoxes(endReason)
-        return undefined
-      }
-      return Effect.catchAllCause(reader(r, inline), (cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.void
-          : Effect.sync(() => finish(new ConnectionLost({ reason: "error", detail: Cause.pretty(cause), cause }))))
-    }
-    const alreadyReceiving = () => Effect.dieMessage("BinaryBoxProtocol: boxes are already being received")
-
-    const startReceivingBoxes = (r: BoxReceiver): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (receiver !== undefined) return alreadyReceiving()
-        const run = begin(r, false)
-        if (run === undefined) return Effect.void
-        // Interruptible even when started in an acquire: the scope's close interrupts the reader.
-        return Effect.map(Effect.forkIn(Effect.interruptible(run), scope), (f) => {
-          readerFiber = f
-        })
-      })
-
-    const receiveBoxes = (r: BoxReceiver): Effect.Effect<void> =>
-      Effect.suspend(() => (receiver !== undefined ? alreadyReceiving() : begin(r, true) ?? Effect.void))
-
-    const boxBuffer = options?.boxBuffer ?? 1024
-    const makeBoxes = (): Stream.Stream<AmpBox, End> => Effect.gen(function*() {
-      const mailbox = yield* Mailbox.make<AmpBox, End>({ capacity: boxBuffer })
-      yield* startReceivingBoxes({
-        ampBoxReceived: (box) => (mailbox.unsafeOffer(box) ? undefined : Effect.asVoid(mailbox.offer(box))),
-        stopReceivingBoxes: (reason) => {
-          mailbox.unsafeDone(reason._tag === "ConnectionLost" && reason.reason === "closed" ? Exit.void : Exit.fail(reason))
-        }
-      })
-      return Mailbox.toStream(mailbox)
-    }).pipe(Stream.unwrap)
-
-
-    // --- boundaries ----------------------------------------------------------
-    /**
-     * The switch was asked or answered but the transport cannot let go: the connection is of no
-     * further use to AMP, and is still ours to end (after what was sent).
-     */
-    const switchFailed = (e: TransportUnsupported): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        owner = "open"
-        return closeWith(new ConnectionLost({ reason: "error", detail: `the protocol switch could not take the connection: ${e.message}`, cause: e }))
-      })
-
-    const boundary: Boundary = {
-      prepareTls: () => {
-        if (tlsStarted || held !== undefined) throw new OnlyOneTLS({})
-        held = { boxes: [], bytes: 0, released: undefined }
-      },
-      startTls: (tlsOptions) =>
-        Effect.suspend(() => {
-          if (tlsStarted) return Effect.fail(new OnlyOneTLS({}))
-          if (transport.startTls === undefined) {
-            return Effect.fail(new TransportUnsupported({ operation: "StartTLS", transport: transport.info().kind }))
-          }
-          tlsStarted = true
-          flush()
-          const leftover = decoder.takeLeftover()
-          return Effect.tap(transport.startTls(tlsOptions, leftover), () => Effect.sync(() => releaseHeld(true)))
-        }),
-      cancelTls: () => releaseHeld(endReason === undefined && owner === "open"),
-      lockForSwitch: () => {
-        if (owner === "handedOver") throw new ProtocolSwitched({ detail: "protocol already switched" })
-        owner = "asked"
-      },
-      unlockFromSwitch: () => {
-        if (owner === "asked") owner = "open"
-      },
-      switchTo: Effect.suspend((): Effect.Effect<RawConnection, TransportUnsupported | ProtocolSwitched> => {
-        if (owner === "handedOver") return Effect.fail(new ProtocolSwitched({ detail: "protocol already switched" }))
-        const detach = transport.detach
-        if (detach === undefined) {
-          const unsupported = new TransportUnsupported({ operation: "detach", transport: transport.info().kind })
-          return Effect.zipRight(switchFailed(unsupported), Effect.fail(unsupported))
-        }
-        flush()
-        owner = "handedOver"
-        const leftover = decoder.takeLeftover()
-        return detach(leftover).pipe(
-          Effect.tapBoth({
-            onSuccess: () => Effect.sync(() => finish(new ProtocolSwitched({ detail: "the connection was handed to another protocol" }))),
-            onFailure: switchFailed
-          })
-        )
-      }),
-      isTlsActive: () => tlsStarted || held !== undefined,
-      canStartTls: transport.canStartTls === true
-    }
-
-    const closeWith = (reason: ConnectionEnded) =>
-      Effect.suspend(() => {
-        flush()
-        finish(reason)
-        return owner === "handedOver" ? Effect.void : closeTransport
-      })
-    // The reason is made when a close happens: an error built in advance holds its stack trace (~2 KB) per connection.
-    const close = Effect.suspend(() => closeWith(new ConnectionLost({ reason: "closed by us" })))
-
-    // On the scope itself (Effect.addFinalizer would keep this fiber's refs for it, per connection).
-    yield* Scope.addFinalizer(
-      scope,
-      Effect.gen(function*() {
-        if (owner !== "handedOver") {
-          flush()
-          yield* closeTransport
-        }
-        if (readerFiber !== undefined) yield* Fiber.interrupt(readerFiber)
-        if (endReason === undefined) finish(new ConnectionLost({ reason: "closed by us" }))
-      })
-    )
-
-    // `boxes` is made when first read: the dispatcher receives boxes itself, and a Stream costs per connection.
-    const protocol: BinaryBoxProtocol = withBoxes({
-      sendBox,
-      unsafeSendBox,
-      isBlocked,
-      writable,
-      startReceivingBoxes,
-      receiveBoxes,
-      ended: endOnce.await,
-      close,
-      closeWith,
-      info: () => transport.info(),
-      descriptors: fast.descriptors,
-      boundary
-    }, makeBoxes)
-    return protocol
+    const fast = fastPathOf(transport)
+    return fast !== undefined ? open(transport, fast, scope, options) : Effect.flatMap(pump(transport), (fast) => open(transport, fast, scope, options))
   })
+
+const open = (transport: Transport, fast: FastPath, scope: Scope.Scope, options: Options | undefined): Effect.Effect<BinaryBoxProtocol> =>
+  Effect.flatMap(Effect.zip(FiberRef.get(AmpMetrics.enabled), Effect.clock), ([metricsOn, clock]) => {
+    // Read once: with metrics off, reads and writes test `metrics` and do nothing more.
+    const metrics = metricsOn ? AmpMetrics.connectionRecorder : undefined
+    metrics?.opened()
+    const protocol = new Protocol(transport, fast, scope, options, metrics, clock)
+    // On the scope itself (Effect.addFinalizer would keep this fiber's refs for it, per connection).
+    return Effect.as(Scope.addFinalizerExit(scope, finalizerOf(protocol)), protocol)
+  })
+
+/** Kept apart from `open`, so that the finalizer's closure holds the protocol and nothing else. */
+const finalizerOf = (protocol: Protocol) => () => protocol.finalize()
 
 /**
  * `BinaryBoxProtocol` over the `Transport` in context. The layer's scope owns

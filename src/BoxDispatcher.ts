@@ -48,7 +48,7 @@ import {
 } from "./AmpError.js"
 import { Amp, type CallFailure, type CallOptions, type StartTlsError } from "./Amp.js"
 import * as AmpMetrics from "./AmpMetrics.js"
-import { BinaryBoxProtocol, type Boundary, type BoxReceiver } from "./BinaryBoxProtocol.js"
+import { BinaryBoxProtocol, type BoxReceiver } from "./BinaryBoxProtocol.js"
 import { BoxBuilder } from "./BoxBuilder.js"
 import { MAX_VALUE_LENGTH } from "./BoxCodec.js"
 import * as Command from "./Command.js"
@@ -61,6 +61,7 @@ import * as Descriptors from "./internal/descriptors.js"
 import { quoteKey } from "./internal/messages.js"
 import { OutstandingCalls, Pending } from "./internal/outstandingCalls.js"
 import { Running, RunningResponders } from "./internal/runningResponders.js"
+import { type Boundary, internalsOf, type ProtocolInternals } from "./internal/protocolInternals.js"
 import * as ScopedFibers from "./internal/scopedFibers.js"
 import type { RawConnection, TlsOptions, TlsSession } from "./Transport.js"
 
@@ -143,7 +144,7 @@ export const make = (
   responders: Responders,
   options?: Options
 ): Effect.Effect<Amp, never, Scope.Scope> =>
-  Effect.flatMap(build(protocol, responders, options), (d) => Effect.as(protocol.startReceivingBoxes(d), d.amp))
+  Effect.flatMap(build(protocol, responders, options), (d) => Effect.as(d.inner.receiveInFiber(d), d.amp))
 
 /**
  * {@link make} for a caller with nothing else to do while the connection
@@ -160,7 +161,7 @@ export const makeReceiving = (
 ): Effect.Effect<{ readonly amp: Amp; readonly receive: Effect.Effect<void> }, never, Scope.Scope> =>
   Effect.map(build(protocol, responders, options), (d) => ({
     amp: d.amp,
-    receive: protocol.receiveBoxes !== undefined ? protocol.receiveBoxes(d) : Effect.zipRight(protocol.startReceivingBoxes(d), Effect.asVoid(d.amp.ended))
+    receive: d.inner.receiveHere(d)
   }))
 
 /** The typed failure an error reply to a call of `name` stands for. */
@@ -225,6 +226,8 @@ class Dispatcher implements BoxReceiver, Asking {
   /** The connection as users see it. */
   readonly amp: Amp
   readonly protocol: BinaryBoxProtocol
+  /** The protocol's machinery (sending without an Effect, the box boundary, descriptors). */
+  readonly inner: ProtocolInternals
   private readonly responders: Responders
   private readonly fibers: ScopedFibers.ScopedFibers
   private readonly tracing: boolean
@@ -251,11 +254,12 @@ class Dispatcher implements BoxReceiver, Asking {
   constructor(init: Init) {
     const { options, protocol } = init
     this.protocol = protocol
+    this.inner = internalsOf(protocol)
     this.responders = init.responders
     this.fibers = init.fibers
     this.tracing = init.tracing
-    this.fds = protocol.descriptors
-    this.fallback = options?.defaultStartTls !== false && protocol.boundary.canStartTls ? fallbackWithTls : undefined
+    this.fds = this.inner.descriptors
+    this.fallback = options?.defaultStartTls !== false && this.inner.boundary.canStartTls ? fallbackWithTls : undefined
     this.maxConcurrent = options?.maxConcurrentCommands ?? 256
     this.maxOutstanding = options?.maxOutstandingCalls ?? 65536
     this.defaultTimeout = options?.defaultTimeout
@@ -333,7 +337,7 @@ class Dispatcher implements BoxReceiver, Asking {
    */
   emit(box: AmpBox): EncodeError | undefined {
     try {
-      this.protocol.unsafeSendBox(box)
+      this.inner.unsafeSendBox(box)
     } catch (e) {
       if (isEncodeError(e)) return e
       if (e instanceof ConnectionLost || e instanceof ProtocolSwitched) return undefined
@@ -610,7 +614,7 @@ class Dispatcher implements BoxReceiver, Asking {
       const p = new Pending<A, E>(command, name, cm === undefined ? resume : cm.track(command, name, resume), decode, fiber)
       if (atBoundary !== undefined) p.atBoundary = atBoundary((exit) => p.resume(exit))
       try {
-        this.protocol.unsafeSendBox(fields.build())
+        this.inner.unsafeSendBox(fields.build())
       } catch (e) {
         return this.refuse(command, name, resume, e as CallFailure)
       }
@@ -623,7 +627,7 @@ class Dispatcher implements BoxReceiver, Asking {
         })
       }
     })
-    const sent = this.protocol.isBlocked() ? Effect.zipRight(this.protocol.writable, call) : call
+    const sent = this.inner.isBlocked() ? Effect.zipRight(this.protocol.writable, call) : call
     return t === undefined
       ? sent
       : Effect.timeoutFail(sent, { duration: t, onTimeout: () => this.timedOut(name, Duration.toMillis(t)) })
@@ -676,7 +680,7 @@ class Dispatcher implements BoxReceiver, Asking {
   // --- Asking: what StartTLS and switches need to ask (see internal/boundaryCommand) ----
 
   get boundary(): Boundary {
-    return this.protocol.boundary
+    return this.inner.boundary
   }
 
   ask<E = never>(
@@ -712,7 +716,7 @@ class AnswerKit implements Answering {
   constructor(private readonly d: Dispatcher, private readonly command: Command.Any, private readonly ask: Uint8Array | undefined) {}
 
   get boundary(): Boundary {
-    return this.d.protocol.boundary
+    return this.d.inner.boundary
   }
 
   get asked(): boolean {

@@ -19,6 +19,7 @@ import * as Command from "../src/Command.js"
 import * as Demo from "../src/cli/Demo.js"
 import * as MemoryTransport from "../src/MemoryTransport.js"
 import * as Responders from "../src/Responders.js"
+import { internalsOf } from "../src/internal/protocolInternals.js"
 import { fastPathOf } from "../src/internal/transportFastPath.js"
 
 const Slow = Command.make("Slow", { arguments: { millis: Argument.IntegerNumber }, response: { millis: Argument.IntegerNumber } })
@@ -177,14 +178,14 @@ describe("write backpressure reaches the reader", () => {
   it.scoped("boxes sent while a StartTLS is pending count toward the mark", () =>
     Effect.gen(function*() {
       const s = yield* serverWithRawPeer(undefined, { maxBatchBytes: 1024 })
-      s.protocol.boundary.prepareTls()
-      expect(s.protocol.isBlocked()).toBe(false)
+      internalsOf(s.protocol).boundary.prepareTls()
+      expect(internalsOf(s.protocol).isBlocked()).toBe(false)
       yield* s.protocol.sendBox(AmpBox.fromEntries([["x", "y".repeat(2000)]]))
-      expect(s.protocol.isBlocked()).toBe(true)
+      expect(internalsOf(s.protocol).isBlocked()).toBe(true)
       const waiting = yield* Effect.fork(s.protocol.sendBox(AmpBox.fromEntries([["x", "z"]])))
       yield* turns
       expect(waiting.unsafePoll()).toBeNull()
-      s.protocol.boundary.cancelTls()
+      internalsOf(s.protocol).boundary.cancelTls()
       yield* Fiber.join(waiting)
       yield* turns
       expect(s.written().map((b) => b.getText("x")?.[0])).toEqual(["y", "z"])

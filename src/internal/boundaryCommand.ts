@@ -12,7 +12,7 @@ import type * as Fiber from "effect/Fiber"
 import type { AmpBox } from "../AmpBox.js"
 import type { ConnectionEnded } from "../AmpError.js"
 import type { Amp, CallFailure } from "../Amp.js"
-import type { Boundary } from "../BinaryBoxProtocol.js"
+import type { Boundary } from "./protocolInternals.js"
 import type { BoxBuilder } from "../BoxBuilder.js"
 import type * as Command from "../Command.js"
 
