@@ -26,10 +26,12 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
 import { DESCRIPTOR_FAILURE, type DescriptorChannel } from "../internal/descriptors.js"
-import { type FastPath, fastPathOf, withFastPath } from "../internal/transportFastPath.js"
+import { fastPathOf } from "../internal/transportFastPath.js"
 import type { Transport, WithTlsAndDetach } from "../Transport.js"
+import { transportOf } from "./internal/ConnectionTransport.js"
 import { FdSocket } from "./internal/FdSocket.js"
 import { errnoError, fdpass, type FdPass, whyUnavailable } from "./internal/fdpass.js"
+import { type Io, NodeConnection } from "./internal/NodeConnection.js"
 import * as NodeTransport from "./NodeTransport.js"
 
 /**
@@ -149,6 +151,25 @@ class Channel implements DescriptorChannel {
 }
 
 /**
+ * A NodeConnection that carries descriptors beside the bytes: StartTLS ends
+ * descriptor passing (Twisted carries none over TLS), and once the reader
+ * has seen the end, what nobody claimed is closed.
+ */
+class DescriptorConnection extends NodeConnection {
+  constructor(io: Io, options: NodeTransport.StreamOptions, readonly descriptors: Channel) {
+    super(io, options)
+  }
+
+  override startingTls(): void {
+    this.descriptors.tls = true
+  }
+
+  override readerEnded(): void {
+    this.descriptors.dispose()
+  }
+}
+
+/**
  * The default cap on received descriptors waiting for their box. A sender
  * that pipelines many boxes in one write sends all their descriptors ahead
  * of the bytes (each must arrive no later than its box), so the cap is also
@@ -157,7 +178,6 @@ class Channel implements DescriptorChannel {
  * @since 0.1.0
  */
 export const DEFAULT_MAX_UNCLAIMED = 4096
-
 
 /**
  * A descriptor-capable transport over a connected UNIX `net.Socket`, which
@@ -188,28 +208,9 @@ export const fromSocket = (socket: net.Socket, options: Options): Effect.Effect<
     channel.onOverflow = (error) => raw.destroy(error)
     const scope = yield* Effect.scope
     yield* Scope.addFinalizer(scope, Effect.sync(() => channel.dispose()))
-    const transport = yield* NodeTransport.fromSocket(raw, { kind: "unix", ...options })
-    // The capability, and two taps: StartTLS ends descriptor passing; the reader's end closes what nobody claimed.
-    const inner = fastPathOf(transport)!
-    const take = inner.takeChunks
-    const fast: FastPath = {
-      ...inner,
-      descriptors: channel,
-      ...(take === undefined ? {} : {
-        takeChunks: Effect.tapBoth(take, {
-          onFailure: () => Effect.sync(() => channel.dispose()),
-          onSuccess: (chunks) => chunks === undefined ? Effect.sync(() => channel.dispose()) : Effect.void
-        })
-      })
-    }
-    const startTls = transport.startTls
-    const mutable = transport as { -readonly [K in keyof Transport]: Transport[K] }
-    mutable.startTls = (tlsOptions, leftover) => Effect.suspend(() => {
-      channel.tls = true
-      return startTls(tlsOptions, leftover)
-    })
-    withFastPath(transport, fast)
-    return transport
+    const io = { socket: raw, input: raw, output: raw }
+    const transport = yield* transportOf(io, { kind: "unix", ...options }, (io, options) => new DescriptorConnection(io, options, channel))
+    return transport as WithTlsAndDetach
   })
 
 /**

@@ -15,7 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
-import * as NodeTransport from "../../src/node/NodeTransport.js"
+import { socketOf } from "../../src/node/internal/diagnostics.js"
 import {
   activeResources,
   bytes,
@@ -225,7 +225,7 @@ describe("closing a server's scope", () => {
       yield* Scope.close(scope, Exit.void)
       expect(finalized).toHaveLength(2)
       expect(server.listener.listening).toBe(false)
-      expect(NodeTransport.socketOf(ours)!.destroyed).toBe(true)
+      expect(socketOf(ours)!.destroyed).toBe(true)
       yield* Fiber.join(rawWatch)
       expect(raw.destroyed).toBe(true)
       const end = yield* Fiber.join(oursEnded)

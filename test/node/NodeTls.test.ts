@@ -16,6 +16,7 @@ import * as Either from "effect/Either"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
+import { readState, socketOf } from "../../src/node/internal/diagnostics.js"
 import type { TlsOptions, TlsSession, WithTlsAndDetach } from "../../src/Transport.js"
 import {
   bytes,
@@ -110,7 +111,7 @@ describe("StartTLS", () => {
       expect(client.info()).toMatchObject({ kind: "tcp", tls: { authorized: true } })
       expect(serverTransport.info().tls?.authorized).toBe(true)
       // The bytes on the wire are TLS records, not the plaintext.
-      expect(NodeTransport.socketOf(client)).toBeInstanceOf(tls.TLSSocket)
+      expect(socketOf(client)).toBeInstanceOf(tls.TLSSocket)
       const again = yield* Effect.flip(client.startTls({ ca }, new Uint8Array()))
       expect(again._tag).toBe("OnlyOneTLS")
     }))
@@ -145,7 +146,7 @@ describe("StartTLS", () => {
         Effect.gen(function*() {
           yield* Deferred.succeed(accepted, t)
           // Wait until the ClientHello sits behind the request, then consume only the request.
-          yield* eventually(() => NodeTransport.readState(t)!.bytes > 9)
+          yield* eventually(() => readState(t)!.bytes > 9)
           const taken = yield* readBytes(t, 10)
           yield* Deferred.succeed(leftoverSize, taken.length - 9)
           const upgrade = yield* t.startTls({ ...serverTls }, taken.subarray(9))
@@ -190,7 +191,7 @@ describe("StartTLS", () => {
       expect(taken.length).toBe(29)
       // The rest arrives while nobody pulls.
       peer.write(hello.subarray(20))
-      yield* eventually(() => NodeTransport.readState(transport)!.bytes === hello.length - 20)
+      yield* eventually(() => readState(transport)!.bytes === hello.length - 20)
       const upgrade = yield* transport.startTls({ ...serverTls }, taken.subarray(9))
       yield* Effect.all([upgrade.handshake, once(secure, "secureConnect")], { concurrency: "unbounded" })
       secure.write("ping")
@@ -281,7 +282,7 @@ describe("TLS handshake failures", () => {
       const transport = yield* accepted
       peer.end(Buffer.concat([Buffer.from("STARTTLS\n"), Buffer.from([0x16, 0x03, 0x01, 0x02])]))
       const taken = yield* readBytes(transport, 13)
-      yield* eventually(() => NodeTransport.socketOf(transport)!.destroyed)
+      yield* eventually(() => socketOf(transport)!.destroyed)
       const upgrade = yield* transport.startTls({ ...serverTls }, taken.subarray(9))
       const error = yield* Effect.flip(upgrade.handshake)
       expect(error).toMatchObject({ _tag: "PeerVerifyError" })
@@ -296,7 +297,7 @@ describe("TLS handshake failures", () => {
       })
       const peer = yield* rawClient(portOf(server))
       const transport = yield* accepted
-      const state = () => NodeTransport.readState(transport)!
+      const state = () => readState(transport)!
       // Two chunks of a record header fill the inbox and pause the socket...
       peer.write(new Uint8Array([0x16, 0x03]))
       yield* eventually(() => state().chunks === 1)
@@ -304,7 +305,7 @@ describe("TLS handshake failures", () => {
       yield* eventually(() => state().paused)
       // ...so the third and the FIN wait in the socket, the end not yet reported.
       peer.end(new Uint8Array([0x00]))
-      const socket = NodeTransport.socketOf(transport) as net.Socket
+      const socket = socketOf(transport) as net.Socket
       yield* eventually(() => (socket as unknown as { _readableState: { ended: boolean } })._readableState.ended)
       expect(socket.readableEnded).toBe(false)
       const upgrade = yield* transport.startTls({ ...serverTls }, new Uint8Array())
@@ -361,7 +362,7 @@ describe("detach after StartTLS", () => {
       fastPathOf(client)!.offer(bytes("AMP|NEXT1"))
       const first = yield* readBytes(serverTransport, 9)
       fastPathOf(client)!.offer(bytes("NEXT2"))
-      yield* eventually(() => NodeTransport.readState(serverTransport)!.bytes === 5)
+      yield* eventually(() => readState(serverTransport)!.bytes === 5)
       const raw = yield* serverTransport.detach(first.subarray(4))
       expect(raw.info().tls).toBeDefined()
       fastPathOf(client)!.offer(bytes("NEXT3"))

@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as NodeConnect from "../../src/node/NodeConnect.js"
 import * as NodeServer from "../../src/node/NodeServer.js"
 import * as NodeTransport from "../../src/node/NodeTransport.js"
+import { readState, socketOf } from "../../src/node/internal/diagnostics.js"
 import type { WithTlsAndDetach } from "../../src/Transport.js"
 import {
   bytes,
@@ -110,16 +111,16 @@ describe("read backpressure", () => {
         }
       }))
       const transport = yield* accepted
-      yield* eventually(() => NodeTransport.readState(transport)!.paused)
-      const paused = NodeTransport.readState(transport)!
+      yield* eventually(() => readState(transport)!.paused)
+      const paused = readState(transport)!
       expect(paused.bytes).toBeLessThanOrEqual(256 * 1024 + 64 * 1024)
       expect(paused.chunks).toBeLessThanOrEqual(17)
-      expect((NodeTransport.socketOf(transport) as net.Socket).isPaused()).toBe(true)
+      expect((socketOf(transport) as net.Socket).isPaused()).toBe(true)
       // Now a consumer takes it all; what waits never passes the marks.
       let received = 0
       let mostWaiting = 0
       while (received < total) {
-        mostWaiting = Math.max(mostWaiting, NodeTransport.readState(transport)!.bytes)
+        mostWaiting = Math.max(mostWaiting, readState(transport)!.bytes)
         const chunks = yield* fastPathOf(transport)!.takeChunks!
         for (const c of chunks!) received += c.length
       }
@@ -136,11 +137,11 @@ describe("read backpressure", () => {
       // Small chunks, one at a time, so that each is its own 'data' event.
       for (let i = 0; i < 3; i++) {
         peer.write(bytes(`chunk ${i};`))
-        yield* eventually(() => NodeTransport.readState(transport)!.chunks === i + 1)
+        yield* eventually(() => readState(transport)!.chunks === i + 1)
       }
-      expect(NodeTransport.readState(transport)).toEqual({ chunks: 3, bytes: 24, paused: true })
+      expect(readState(transport)).toEqual({ chunks: 3, bytes: 24, paused: true })
       expect(text(yield* readBytes(transport, 24))).toBe("chunk 0;chunk 1;chunk 2;")
-      expect(NodeTransport.readState(transport)!.paused).toBe(false)
+      expect(readState(transport)!.paused).toBe(false)
     }))
 })
 
@@ -161,7 +162,7 @@ describe("write backpressure", () => {
         written += block.length
         if (!fastPathOf(client)!.offer(block)) break
       }
-      const socket = NodeTransport.socketOf(client) as net.Socket
+      const socket = socketOf(client) as net.Socket
       expect(socket.writableLength).toBeGreaterThan(64 * 1024)
       // The public write waits with the rest, until the peer reads (the kernel may still take some first).
       let waiting = yield* Effect.fork(client.write(block))
@@ -188,7 +189,7 @@ describe("closing", () => {
       yield* Effect.all([client.close, client.close], { concurrency: "unbounded" })
       yield* client.close
       expect(yield* Deferred.await(got)).toBe("last words")
-      expect(NodeTransport.socketOf(client)!.destroyed).toBe(true)
+      expect(socketOf(client)!.destroyed).toBe(true)
       expect(fastPathOf(client)!.offer(bytes("late"))).toBe(false)
       expect((yield* Effect.flip(client.write(bytes("late"))))._tag).toBe("ConnectionLost")
       expect(yield* fastPathOf(client)!.takeChunks!).toBeUndefined()
@@ -199,7 +200,7 @@ describe("closing", () => {
       const { port } = yield* rawServer(() => undefined, { allowHalfOpen: true })
       const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port, transport: { closeTimeoutMillis: 100 } })
       yield* client.close
-      expect(NodeTransport.socketOf(client)!.destroyed).toBe(true)
+      expect(socketOf(client)!.destroyed).toBe(true)
     }))
 
   it.scopedLive("the scope closes the connection; the peer sees a clean end", () =>
@@ -209,7 +210,7 @@ describe("closing", () => {
       const socket = yield* Effect.scoped(Effect.gen(function*() {
         const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port })
         fastPathOf(client)!.offer(bytes("bye"))
-        return NodeTransport.socketOf(client)!
+        return socketOf(client)!
       }))
       expect(socket.destroyed).toBe(true)
       const received = yield* Deferred.await(seen)
@@ -229,7 +230,7 @@ describe("detach", () => {
       // The box protocol consumed "AMP|"; the rest is the next protocol's.
       const leftover = first.subarray(4)
       peer.write("NEXT2")
-      yield* eventually(() => NodeTransport.readState(transport)!.bytes === 5)
+      yield* eventually(() => readState(transport)!.bytes === 5)
       const raw = yield* transport.detach(leftover)
       // The transport is done: its stream ends and writes are refused.
       expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
@@ -257,9 +258,9 @@ describe("detach", () => {
       peer.write("AMP|one,")
       const first = yield* readBytes(transport, 8)
       peer.write("two,")
-      yield* eventually(() => NodeTransport.readState(transport)!.bytes === 4)
+      yield* eventually(() => readState(transport)!.bytes === 4)
       const duplex = yield* NodeTransport.detachToDuplex(transport, first.subarray(4))
-      expect(duplex).toBe(NodeTransport.socketOf(transport))
+      expect(duplex).toBe(socketOf(transport))
       expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
       const received = collect(duplex)
       peer.write("three")

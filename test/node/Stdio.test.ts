@@ -8,7 +8,7 @@ import { PassThrough } from "node:stream"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as NodeTransport from "../../src/node/NodeTransport.js"
+import { readState } from "../../src/node/internal/diagnostics.js"
 import * as Stdio from "../../src/node/Stdio.js"
 import { bytes, collect, readBytes, readStream, readToEnd, text } from "./fixtures/support.js"
 import { fastPathOf } from "../../src/internal/transportFastPath.js"
@@ -57,7 +57,7 @@ describe("Stdio.transport", () => {
       const first = yield* readBytes(transport, 8)
       input.write("two,")
       yield* Effect.yieldNow()
-      while (NodeTransport.readState(transport)!.bytes < 4) yield* Effect.yieldNow()
+      while (readState(transport)!.bytes < 4) yield* Effect.yieldNow()
       const raw = yield* transport.detach(first.subarray(4))
       input.end("three")
       expect(yield* readStream(raw.incoming, 13)).toBe("one,two,three")
