@@ -343,6 +343,31 @@ describe("TLS handshake failures", () => {
       expect(yield* Effect.flip(readBytes(transport, 1))).toBe(error)
     }))
 
+  it.scopedLive("our close during a handshake fails it with ConnectionLost, closed by us; StartTLS then refuses", () =>
+    Effect.gen(function*() {
+      const { accepted, server } = yield* capturingServer
+      const peer = yield* rawClient(portOf(server))
+      const transport = yield* accepted
+      const upgrade = yield* transport.startTls({ ...serverTls }, new Uint8Array())
+      // Half a ClientHello: the handshake waits for the rest.
+      peer.write(new Uint8Array([0x16, 0x03, 0x01]))
+      yield* transport.close
+      expect(yield* Effect.flip(upgrade.handshake)).toMatchObject({ _tag: "ConnectionLost", reason: "closed by us" })
+      expect(yield* Effect.flip(transport.startTls({ ...serverTls }, new Uint8Array()))).toMatchObject({ _tag: "OnlyOneTLS" })
+    }))
+
+  it.scopedLive("StartTLS after our close: TlsError, the connection is already closed", () =>
+    Effect.gen(function*() {
+      const { accepted, server } = yield* capturingServer
+      yield* rawClient(portOf(server))
+      const transport = yield* accepted
+      yield* transport.close
+      expect(yield* Effect.flip(transport.startTls({ ...serverTls }, new Uint8Array()))).toMatchObject({
+        _tag: "TlsError",
+        detail: "the connection is already closed"
+      })
+    }))
+
   it.scopedLive("bad TLS settings fail startTls itself and leave the connection usable", () =>
     Effect.gen(function*() {
       const { accepted, server } = yield* capturingServer

@@ -250,6 +250,25 @@ describe("detach", () => {
       expect(Option.isNone(yield* Effect.flip(pull))).toBe(true)
     }))
 
+  it.scopedLive("once handed over: StartTLS and writable say so, and close still closes the socket", () =>
+    Effect.gen(function*() {
+      const { accepted, server } = yield* capturingServer()
+      const peer = yield* rawClient(portOf(server))
+      const transport = yield* accepted
+      const raw = yield* transport.detach(new Uint8Array())
+      const tls = yield* Effect.flip(transport.startTls({}, new Uint8Array()))
+      expect(tls).toMatchObject({ _tag: "TransportUnsupported", transport: "tcp (handed to another protocol)" })
+      expect(yield* Effect.flip(fastPathOf(transport)!.writable)).toMatchObject({ reason: "closed by us", detail: "handed to another protocol" })
+      const back = collect(peer)
+      yield* raw.write(bytes("still mine"))
+      expect(yield* back.waitFor(10)).toBe("still mine")
+      yield* raw.end
+      expect(socketOf(transport)!.destroyed).toBe(true)
+      // Closed after being handed over: still handed over, and written bytes are refused.
+      expect((yield* Effect.flip(transport.detach(new Uint8Array())))._tag).toBe("TransportUnsupported")
+      expect((yield* Effect.flip(raw.write(bytes("late"))))._tag).toBe("ConnectionLost")
+    }))
+
   it.scopedLive("detachToDuplex hands over the socket itself, leftover and buffered bytes first", () =>
     Effect.gen(function*() {
       const { accepted, server } = yield* capturingServer()

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as path from "node:path"
-import { PassThrough } from "node:stream"
+import { PassThrough, Writable } from "node:stream"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -45,6 +45,22 @@ describe("Stdio.transport", () => {
       expect(written.ended()).toBe(true)
       expect(input.destroyed).toBe(false)
       expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
+    }))
+
+  it.scopedLive("an output that never finishes: close gives up after closeTimeoutMillis, and incoming ends", () =>
+    Effect.gen(function*() {
+      const input = new PassThrough()
+      // A write that never completes: the output never emits 'finish'.
+      const output = new Writable({ write: () => undefined })
+      const transport = yield* Stdio.transport(input, output, { closeTimeoutMillis: 100 })
+      fastPathOf(transport)!.offer(bytes("stuck"))
+      const started = Date.now()
+      yield* transport.close
+      expect(Date.now() - started).toBeGreaterThanOrEqual(90)
+      expect(output.writableFinished).toBe(false)
+      expect(yield* fastPathOf(transport)!.takeChunks!).toBeUndefined()
+      // Our own stdio is let go of, not destroyed.
+      expect(input.destroyed).toBe(false)
     }))
 
   it.scoped("detach hands over the leftover, then the buffered bytes, then later ones", () =>
