@@ -29,6 +29,7 @@ import {
   rawClient,
   readBytes,
   readStream,
+  readToEnd,
   rogueTls,
   serverTls,
   text,
@@ -125,6 +126,17 @@ describe("StartTLS", () => {
       expect(serverSession.peerCertificate).toBeUndefined()
       fastPathOf(client)!.offer(bytes("plain enough"))
       expect(text(yield* readBytes(client, 12))).toBe("plain enough")
+    }))
+
+  it.scopedLive("a clean end after bytes came over TLS is a clean end, not a refused certificate", () =>
+    Effect.gen(function*() {
+      const received = yield* Deferred.make<Either.Either<Uint8Array, unknown>>()
+      const { client } = yield* dance({ ...serverTls }, {}, (t) =>
+        Effect.flatMap(Effect.either(readToEnd(t)), (r) => Deferred.succeed(received, r)))
+      fastPathOf(client)!.offer(bytes("ping"))
+      yield* client.close
+      const result = yield* Deferred.await(received)
+      expect(Either.isRight(result) ? text(result.right) : result.left).toBe("ping")
     }))
 
   it.scopedLive("a role given in the options wins: the accepting side can be the TLS client", () =>
