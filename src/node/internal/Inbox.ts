@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 
 type Take<E> = Effect.Effect<ReadonlyArray<Uint8Array> | undefined, E>
+type Resume<E> = (take: Take<E>) => void
 
 /** Told when the consumer takes the end of input (clean or not). */
 export interface EndListener {
@@ -23,8 +24,11 @@ export class Inbox<E> {
   private items: Array<Uint8Array> = []
   private bytes = 0
   private exit: Exit.Exit<void, E> | undefined = undefined
-  // An array, not a Set: see CallTable for what a churning Set costs the young generation.
-  private waiters: Array<(take: Take<E>) => void> = []
+  /**
+   * Who waits: one consumer, itself (the usual case: an array's first push
+   * allocates room for 16), or several in an array.
+   */
+  private waiting: Resume<E> | Array<Resume<E>> | undefined = undefined
   private pausedByUs = false
   /** Once closing: drop what does not fit rather than pause (the peer's FIN must get through). */
   private dropping = false
@@ -107,10 +111,18 @@ export class Inbox<E> {
   }
 
   private wake(): void {
-    if (this.waiters.length === 0) return
-    const waiting = this.waiters
-    this.waiters = []
-    for (const resume of waiting) resume(this.take)
+    const waiting = this.waiting
+    if (waiting === undefined) return
+    this.waiting = undefined
+    if (typeof waiting === "function") waiting(this.take)
+    else for (const resume of waiting) resume(this.take)
+  }
+
+  private wait(resume: Resume<E>): void {
+    const waiting = this.waiting
+    if (waiting === undefined) this.waiting = resume
+    else if (typeof waiting === "function") this.waiting = [waiting, resume]
+    else waiting.push(resume)
   }
 
   /** Every waiting chunk (at least one), or `undefined` at a clean end. Made on first use. */
@@ -126,9 +138,7 @@ export class Inbox<E> {
     }
     // No canceler: Effect's interruption hook costs more than a read. A consumer that
     // gives up leaves its waiter behind until the next wake, which resumes nothing.
-    return Effect.async<ReadonlyArray<Uint8Array> | undefined, E>((resume) => {
-      this.waiters.push(resume)
-    })
+    return Effect.async<ReadonlyArray<Uint8Array> | undefined, E>((resume) => this.wait(resume))
   }
 
   stream(): Stream.Stream<Uint8Array, E> {
