@@ -20,6 +20,7 @@ export interface EndListener {
   readerEnded(): void
 }
 
+/** What was read and not yet taken, for one consumer (see the module's comment). */
 export class Inbox<E> {
   private items: Array<Uint8Array> = []
   private bytes = 0

@@ -160,6 +160,11 @@ export interface ReadState {
   readonly paused: boolean
 }
 
+/**
+ * One connection over a socket or a pair of streams: reading into an inbox,
+ * writing straight to the socket, closing, StartTLS and handing over.
+ * Subclasses may override the two hooks ({@link startingTls}, {@link readerEnded}).
+ */
 export class NodeConnection implements FastPath, EndListener {
   state: State
   readonly kind: string

@@ -18,6 +18,7 @@ import { ConnectionLost } from "../../AmpError.js"
 export const hostPort = (scheme: string, host: string, port: number): string =>
   `${scheme}:${host.includes(":") ? `[${host}]` : host}:${port}`
 
+/** A socket's own or peer address as `tcp:host:port` (`tls:` for TLS); `undefined` where it has none (UNIX, streams). */
 export const addressOf = (socket: Duplex, which: "local" | "remote", kind: string): string | undefined => {
   if (!(socket instanceof net.Socket)) return undefined
   const host = which === "local" ? socket.localAddress : socket.remoteAddress
@@ -25,6 +26,7 @@ export const addressOf = (socket: Duplex, which: "local" | "remote", kind: strin
   return host !== undefined && port !== undefined ? hostPort(kind === "tls" ? "tls" : "tcp", host, port) : undefined
 }
 
+/** `tls`, `tcp`, `unix` or `stream`, from what the socket is. */
 export const guessKind = (socket: Duplex): string =>
   socket instanceof tls.TLSSocket
     ? "tls"
@@ -32,6 +34,7 @@ export const guessKind = (socket: Duplex): string =>
     ? socket.remotePort !== undefined || socket.localPort !== undefined ? "tcp" : "unix"
     : "stream"
 
+/** The same bytes as a `Buffer`, uncopied. */
 export const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
