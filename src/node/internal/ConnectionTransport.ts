@@ -4,7 +4,8 @@
  * drives through the fast path never reads most of them), and whose fast
  * path is the connection itself.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"

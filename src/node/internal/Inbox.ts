@@ -3,7 +3,8 @@
  * socket is paused while too much waits (Twisted's `pauseProducing`) and
  * resumed when the consumer takes them.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import type { Readable } from "node:stream"
 import * as Chunk from "effect/Chunk"

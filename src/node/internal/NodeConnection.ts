@@ -4,7 +4,8 @@
  * ({@link State}). It is also the transport's fast path, so tests and
  * `NodeTransport.detachToDuplex` reach it through `fastPathOf`.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import * as net from "node:net"
 import { Duplex, type Readable, type Writable } from "node:stream"
@@ -166,7 +167,7 @@ export interface ReadState {
  * Subclasses may override the two hooks ({@link startingTls}, {@link readerEnded}).
  */
 export class NodeConnection implements FastPath, EndListener {
-  state: State
+  private state: State
   readonly kind: string
   readonly inbox: Inbox<ReadError>
   /** The socket bytes come from and go to: the original one, then the `TLSSocket` over it. */
@@ -217,7 +218,7 @@ export class NodeConnection implements FastPath, EndListener {
   // --- state ---------------------------------------------------------------
 
   /** What the bytes run through, whoever owns the connection now. */
-  get layer(): Layer {
+  private get layer(): Layer {
     const s = this.state
     return s._tag === "Detached" || s._tag === "Closing" ? s.layer : s
   }
@@ -228,12 +229,12 @@ export class NodeConnection implements FastPath, EndListener {
     else this.state = layer
   }
 
-  get isDetached(): boolean {
+  private get isDetached(): boolean {
     const s = this.state
     return s._tag === "Detached" || (s._tag === "Closing" && s.detached)
   }
 
-  get isClosing(): boolean {
+  private get isClosing(): boolean {
     return this.state._tag === "Closing"
   }
 

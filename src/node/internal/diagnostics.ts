@@ -1,7 +1,8 @@
 /**
  * What a NodeTransport holds inside, for tests and diagnostics only.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import type { Duplex } from "node:stream"
 import type { Transport } from "../../Transport.js"

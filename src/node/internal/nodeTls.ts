@@ -3,7 +3,8 @@
  * to the protocol's typed causes, the session of a `TLSSocket`, and our
  * `TlsOptions` as Node's. Public through `NodeTransport`.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import type * as tls from "node:tls"
 import { ConnectionLost, PeerVerifyError, TlsError } from "../../AmpError.js"

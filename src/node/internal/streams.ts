@@ -3,7 +3,8 @@
  * addresses, the kind of a socket, whether its end of input has come, and
  * a duplex to carry bytes read past an end that has been.
  *
- * @internal
+ * Internal: not exported by the package. (Not tagged internal for tsc:
+ * `stripInternal` would drop this file's first import from its .d.ts.)
  */
 import * as net from "node:net"
 import { Duplex, type Readable, type Writable } from "node:stream"
