@@ -13,8 +13,6 @@
  *
  * The three are made at the first `set`: a connection that never calls (or
  * is never called) keeps none (about 300 bytes each, two tables per connection).
- *
- * @internal
  */
 /** Shared by every table until its first entry; never written (`set` replaces them first). */
 const EMPTY: Map<number, number> = new Map()

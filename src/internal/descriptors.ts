@@ -36,18 +36,16 @@ export const currentChannel = (): DescriptorChannel | undefined => current
 let unavailable = "passing file descriptors needs a transport that carries them beside the bytes (SCM_RIGHTS on a UNIX socket); " +
   "this connection's does not carry descriptors: connect or serve on a unix address with `descriptors: true` (effect-amp/node)"
 
-/** @internal */
 export const setUnavailableReason = (reason: string): void => {
   unavailable = reason
 }
 
-/** @internal */
 export const unavailableReason = (): string => unavailable
 
 /** Descriptors claimed during the current {@link decoding}, to close if the box fails. */
 let claimed: Array<number> | undefined
 
-/** @internal records a claim made by `Argument.Descriptor` */
+/** Records a claim made by `Argument.Descriptor` */
 export const noteClaim = (fd: number): void => {
   claimed?.push(fd)
 }

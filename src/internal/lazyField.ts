@@ -6,8 +6,6 @@
  * per connection for their `incoming`/`boxes` streams, which most
  * connections never read. Here the getter lives on a prototype made once per
  * key, and the objects keep fast, shared shapes.
- *
- * @internal
  */
 
 const make = Symbol("lazyField/make")

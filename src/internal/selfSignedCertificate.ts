@@ -10,8 +10,6 @@
  *
  * The key is ECDSA P-256 (made in about a millisecond; Twisted's RSA-2048
  * takes 0.1–0.2 s), signed with SHA-256, valid from a day ago for a year.
- *
- * @internal
  */
 import * as crypto from "node:crypto"
 
@@ -60,8 +58,6 @@ const DAY = 86_400_000
 
 /**
  * Makes a new self-signed certificate for `commonName` (default `effect-amp`).
- *
- * @internal
  */
 export const make = (cn = "effect-amp", now = new Date()): SelfSigned => {
   const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" })
@@ -90,7 +86,5 @@ let shared: SelfSigned | undefined
 
 /**
  * The process's throwaway certificate, made when first asked for.
- *
- * @internal
  */
 export const forProcess = (): SelfSigned => (shared ??= make())

@@ -5,8 +5,6 @@
  * before its descriptors are known), and each write takes the descriptors
  * staged so far (`takeStaged`) along with its first bytes, so a descriptor
  * always arrives on or before the first byte of the box that names it.
- *
- * @internal
  */
 import { Duplex } from "node:stream"
 import { EAGAIN, errnoError, type FdPass } from "./fdpass.js"

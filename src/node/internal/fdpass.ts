@@ -1,7 +1,5 @@
 /**
  * The native addon (native/fdpass.c), loaded once, or the reason it cannot be.
- *
- * @internal
  */
 import { createRequire } from "node:module"
 import { setUnavailableReason } from "../../internal/descriptors.js"
