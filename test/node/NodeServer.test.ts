@@ -32,8 +32,6 @@ import {
   local,
   portOf
 } from "./fixtures/support.js"
-import { fastPathOf } from "../../src/internal/transportFastPath.js"
-
 
 /** A socket file whose listener died without removing it. */
 const staleSocket = (socketPath: string) => {
@@ -117,7 +115,7 @@ describe("servers", () => {
       const server = yield* NodeServer.listen({ _tag: "unix", path: socketPath }, echo).pipe(Scope.extend(scope))
       expect(fs.lstatSync(socketPath).isSocket()).toBe(true)
       const client = yield* NodeConnect.connectUnix({ path: socketPath })
-      fastPathOf(client)!.offer(bytes("ping"))
+      yield* client.write(bytes("ping"))
       expect(text(yield* readBytes(client, 4))).toBe("ping")
       yield* Scope.close(scope, Exit.void)
       expect(fs.existsSync(socketPath)).toBe(false)
@@ -148,20 +146,20 @@ describe("servers", () => {
           const first = text(yield* readBytes(t, 4))
           if (first === "fail") return yield* Effect.fail("the handler gave up")
           if (first === "die!") return yield* Effect.dieMessage("the handler crashed")
-          fastPathOf(t)!.offer(bytes(first))
+          yield* t.write(bytes(first))
           yield* echo(t)
         }))
       const port = portOf(server)
       const good = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port })
-      fastPathOf(good)!.offer(bytes("good"))
+      yield* good.write(bytes("good"))
       expect(text(yield* readBytes(good, 4))).toBe("good")
       for (const word of ["fail", "die!"]) {
         const bad = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port })
-        fastPathOf(bad)!.offer(bytes(word))
+        yield* bad.write(bytes(word))
         expect(yield* readToEnd(bad)).toHaveLength(0)
       }
       yield* eventually(() => Effect.runSync(server.connections) === 1)
-      fastPathOf(good)!.offer(bytes("still here"))
+      yield* good.write(bytes("still here"))
       expect(text(yield* readBytes(good, 10))).toBe("still here")
       expect(yield* server.connections).toBe(1)
     }))
@@ -174,7 +172,7 @@ describe("servers", () => {
         { concurrency: "unbounded" }
       )
       for (const c of clients) {
-        fastPathOf(c)!.offer(bytes("x"))
+        yield* c.write(bytes("x"))
         yield* readBytes(c, 1)
       }
       expect(yield* server.connections).toBe(3)
@@ -187,10 +185,10 @@ describe("servers", () => {
     Effect.gen(function*() {
       const server = yield* NodeServer.listen(local, echo, { maxConnections: 1 })
       const first = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-      fastPathOf(first)!.offer(bytes("1"))
+      yield* first.write(bytes("1"))
       yield* readBytes(first, 1)
       const second = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-      fastPathOf(second)!.offer(bytes("2"))
+      yield* second.write(bytes("2"))
       const ended = yield* Effect.either(readToEnd(second))
       expect(ended._tag === "Left" || ended.right.length === 0).toBe(true)
       expect(yield* server.connections).toBe(1)

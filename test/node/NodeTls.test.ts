@@ -37,7 +37,6 @@ import {
   local,
   portOf
 } from "./fixtures/support.js"
-import { fastPathOf } from "../../src/internal/transportFastPath.js"
 
 
 /** A server that hands each transport to the test and keeps the connection until the test ends. */
@@ -59,13 +58,13 @@ const dance = (serverOptions: TlsOptions, clientOptions: TlsOptions, afterwards:
       Effect.gen(function*() {
         const request = yield* readBytes(t, 9)
         expect(text(request.subarray(0, 9))).toBe("STARTTLS\n")
-        fastPathOf(t)!.offer(bytes("OK\n"))
+        yield* t.write(bytes("OK\n"))
         const upgrade = yield* t.startTls(serverOptions, request.subarray(9))
         yield* Deferred.succeed(serverSide, { session: yield* upgrade.handshake, transport: t })
         yield* afterwards(t)
       }))
     const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
-    fastPathOf(client)!.offer(bytes("STARTTLS\n"))
+    yield* client.write(bytes("STARTTLS\n"))
     const answer = yield* readBytes(client, 3)
     // A server that takes the TLS client role may have sent its ClientHello right behind the answer.
     expect(text(answer.subarray(0, 3))).toBe("OK\n")
@@ -107,7 +106,7 @@ describe("StartTLS", () => {
       expect(clientSession.cipher).toBeTruthy()
       expect(serverSession.authorized).toBe(true)
       expect(serverSession.peerCertificate?.subject.CN).toBe("effect-amp test client")
-      fastPathOf(client)!.offer(bytes("secret"))
+      yield* client.write(bytes("secret"))
       expect(text(yield* readBytes(client, 6))).toBe("secret")
       expect(client.info()).toMatchObject({ kind: "tcp", tls: { authorized: true } })
       expect(serverTransport.info().tls?.authorized).toBe(true)
@@ -124,7 +123,7 @@ describe("StartTLS", () => {
       expect(clientSession.peerCertificate?.subject.CN).toBe("effect-amp test server")
       expect(serverSession.authorized).toBe(false)
       expect(serverSession.peerCertificate).toBeUndefined()
-      fastPathOf(client)!.offer(bytes("plain enough"))
+      yield* client.write(bytes("plain enough"))
       expect(text(yield* readBytes(client, 12))).toBe("plain enough")
     }))
 
@@ -133,7 +132,7 @@ describe("StartTLS", () => {
       const received = yield* Deferred.make<Either.Either<Uint8Array, unknown>>()
       const { client } = yield* dance({ ...serverTls }, {}, (t) =>
         Effect.flatMap(Effect.either(readToEnd(t)), (r) => Deferred.succeed(received, r)))
-      fastPathOf(client)!.offer(bytes("ping"))
+      yield* client.write(bytes("ping"))
       yield* client.close
       const result = yield* Deferred.await(received)
       expect(Either.isRight(result) ? text(result.right) : result.left).toBe("ping")
@@ -167,11 +166,11 @@ describe("StartTLS", () => {
         }))
       const client = yield* NodeConnect.connectTcp({ host: "127.0.0.1", port: portOf(server) })
       // The request and, right behind it, the ClientHello, without waiting for an answer.
-      fastPathOf(client)!.offer(bytes("STARTTLS\n"))
+      yield* client.write(bytes("STARTTLS\n"))
       const upgrade = yield* client.startTls({}, new Uint8Array())
       yield* upgrade.handshake
       expect(yield* Deferred.await(leftoverSize)).toBeGreaterThan(100)
-      fastPathOf(client)!.offer(bytes("after the hello"))
+      yield* client.write(bytes("after the hello"))
       expect(text(yield* readBytes(client, 15))).toBe("after the hello")
     }))
 
@@ -208,7 +207,7 @@ describe("StartTLS", () => {
       yield* Effect.all([upgrade.handshake, once(secure, "secureConnect")], { concurrency: "unbounded" })
       secure.write("ping")
       expect(text(yield* readBytes(transport, 4))).toBe("ping")
-      fastPathOf(transport)!.offer(bytes("pong"))
+      yield* transport.write(bytes("pong"))
       expect(yield* plaintext.waitFor(4)).toBe("pong")
     }))
 })
@@ -396,13 +395,13 @@ describe("detach after StartTLS", () => {
   it.scopedLive("the raw connection carries plaintext over the TLS session, leftover first", () =>
     Effect.gen(function*() {
       const { client, serverTransport } = yield* dance({ ...serverTls }, {}, () => Effect.never)
-      fastPathOf(client)!.offer(bytes("AMP|NEXT1"))
+      yield* client.write(bytes("AMP|NEXT1"))
       const first = yield* readBytes(serverTransport, 9)
-      fastPathOf(client)!.offer(bytes("NEXT2"))
+      yield* client.write(bytes("NEXT2"))
       yield* eventually(() => readState(serverTransport)!.bytes === 5)
       const raw = yield* serverTransport.detach(first.subarray(4))
       expect(raw.info().tls).toBeDefined()
-      fastPathOf(client)!.offer(bytes("NEXT3"))
+      yield* client.write(bytes("NEXT3"))
       const all = yield* readStream(raw.incoming, 15)
       expect(all).toBe("NEXT1NEXT2NEXT3")
       yield* raw.write(bytes("raw reply"))
@@ -412,12 +411,12 @@ describe("detach after StartTLS", () => {
   it.scopedLive("detachToDuplex after StartTLS gives the TLSSocket, with the leftover in front", () =>
     Effect.gen(function*() {
       const { client, serverTransport } = yield* dance({ ...serverTls }, {}, () => Effect.never)
-      fastPathOf(client)!.offer(bytes("AMP|tail"))
+      yield* client.write(bytes("AMP|tail"))
       const first = yield* readBytes(serverTransport, 8)
       const duplex = yield* NodeTransport.detachToDuplex(serverTransport, first.subarray(4))
       expect(duplex).toBeInstanceOf(tls.TLSSocket)
       const received = collect(duplex)
-      fastPathOf(client)!.offer(bytes("+more"))
+      yield* client.write(bytes("+more"))
       expect(yield* received.waitFor(9)).toBe("tail+more")
       duplex.write("back")
       expect(text(yield* readBytes(client, 4))).toBe("back")
@@ -439,7 +438,7 @@ describe("TLS from the first byte", () => {
         peerAddress: server.addressText,
         tls: { authorized: true, peerCertificate: { subject: { CN: "effect-amp test server" } } }
       })
-      fastPathOf(client)!.offer(bytes("hello tls"))
+      yield* client.write(bytes("hello tls"))
       expect(text(yield* readBytes(client, 9))).toBe("hello tls")
       const serverSide = yield* Deferred.await(seen)
       expect(serverSide.info().tls).toMatchObject({ authorized: true, peerCertificate: { subject: { CN: "effect-amp test client" } } })
